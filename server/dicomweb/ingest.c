@@ -1,0 +1,377 @@
+/* ingest.c - see ingest.h. */
+#include "core/common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/arena.h"
+#include "core/log.h"
+#include "dicom/dcm.h"
+#include "dicom/instance.h"
+#include "dicomweb/ingest.h"
+#include "index/index.h"
+#include "store/store.h"
+#include "core/banned.h"
+
+#define INFLIGHT_MAX 4096
+
+/* One pending index insert waiting for a group commit. */
+struct gc_item {
+    const struct index_put *put;
+    int result;
+    bool done;
+    struct gc_item *next;
+};
+
+struct ingest {
+    struct store *store;
+    struct index *ix;
+    struct ingest_opts o;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    /* SOP Instance UIDs being ingested right now (same-SOP serialisation) */
+    char *inflight[INFLIGHT_MAX];
+    unsigned n_inflight;
+    /* group commit */
+    struct gc_item *queue, **queue_tail;
+    bool leader;
+};
+
+int ingest_new(struct store *s, struct index *ix, const struct ingest_opts *o,
+               struct ingest **out)
+{
+    struct ingest *g = calloc(1, sizeof(*g));
+    if (!g)
+        return -ENOMEM;
+    g->store = s;
+    g->ix = ix;
+    if (o)
+        g->o = *o;
+    pthread_mutex_init(&g->lock, NULL);
+    pthread_cond_init(&g->cond, NULL);
+    g->queue_tail = &g->queue;
+    *out = g;
+    return 0;
+}
+
+void ingest_free(struct ingest *g)
+{
+    if (!g)
+        return;
+    pthread_mutex_destroy(&g->lock);
+    pthread_cond_destroy(&g->cond);
+    free(g);
+}
+
+static bool inflight_has(struct ingest *g, const char *uid)
+{
+    for (unsigned i = 0; i < g->n_inflight; i++)
+        if (strcmp(g->inflight[i], uid) == 0)
+            return true;
+    return false;
+}
+
+/* Waits until no other ingest holds uid, then holds it. */
+static int inflight_acquire(struct ingest *g, const char *uid)
+{
+    char *copy = strdup(uid);
+    if (!copy)
+        return -ENOMEM;
+    pthread_mutex_lock(&g->lock);
+    while (inflight_has(g, uid) || g->n_inflight >= INFLIGHT_MAX)
+        pthread_cond_wait(&g->cond, &g->lock);
+    g->inflight[g->n_inflight++] = copy;
+    pthread_mutex_unlock(&g->lock);
+    return 0;
+}
+
+static void inflight_release(struct ingest *g, const char *uid)
+{
+    pthread_mutex_lock(&g->lock);
+    for (unsigned i = 0; i < g->n_inflight; i++) {
+        if (strcmp(g->inflight[i], uid) == 0) {
+            free(g->inflight[i]);
+            g->inflight[i] = g->inflight[--g->n_inflight];
+            break;
+        }
+    }
+    pthread_cond_broadcast(&g->cond);
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Group commit: the first waiter becomes the leader and commits every queued
+ * item in one transaction (one fsync), so concurrent STOW clients share
+ * their index commits. */
+static int index_submit(struct ingest *g, const struct index_put *put)
+{
+    struct gc_item me = {put, 0, false, NULL};
+    pthread_mutex_lock(&g->lock);
+    *g->queue_tail = &me;
+    g->queue_tail = &me.next;
+    while (!me.done) {
+        if (!g->leader) {
+            g->leader = true;
+            struct gc_item *batch = g->queue;
+            g->queue = NULL;
+            g->queue_tail = &g->queue;
+            pthread_mutex_unlock(&g->lock);
+            size_t n = 0;
+            for (struct gc_item *it = batch; it; it = it->next)
+                n++;
+            struct index_put *items = malloc(n * sizeof(*items));
+            int *res = malloc(n * sizeof(*res));
+            if (!items || !res) {
+                for (struct gc_item *it = batch; it; it = it->next)
+                    it->result = -ENOMEM;
+            } else {
+                size_t k = 0;
+                for (struct gc_item *it = batch; it; it = it->next)
+                    items[k++] = *it->put;
+                (void)index_put_many(g->ix, items, n, res);
+                k = 0;
+                for (struct gc_item *it = batch; it; it = it->next)
+                    it->result = res[k++];
+            }
+            free(items);
+            free(res);
+            pthread_mutex_lock(&g->lock);
+            for (struct gc_item *it = batch; it;) {
+                struct gc_item *next = it->next;
+                it->done = true;
+                it = next;
+            }
+            g->leader = false;
+            pthread_cond_broadcast(&g->cond);
+        } else {
+            pthread_cond_wait(&g->cond, &g->lock);
+        }
+    }
+    pthread_mutex_unlock(&g->lock);
+    return me.result;
+}
+
+static void set_ids(struct ingest_result *res, const struct inst *in)
+{
+    snprintf(res->sop_class_uid, sizeof(res->sop_class_uid), "%s",
+             in->sop_class_uid ? in->sop_class_uid : "");
+    snprintf(res->sop_uid, sizeof(res->sop_uid), "%s", in->sop_uid ? in->sop_uid : "");
+    snprintf(res->study_uid, sizeof(res->study_uid), "%s", in->study_uid ? in->study_uid : "");
+    snprintf(res->series_uid, sizeof(res->series_uid), "%s", in->series_uid ? in->series_uid : "");
+}
+
+/* Best-effort identity of an object that failed to parse fully, so the
+ * FailedSOPSequence can name it. */
+static void set_ids_from_file(struct ingest_result *res, const struct dcm_file *f)
+{
+    const char *v;
+    if ((v = dcm_str(f, &f->ds, TAG(0x0008, 0x0016))) && uid_valid(v))
+        snprintf(res->sop_class_uid, sizeof(res->sop_class_uid), "%s", v);
+    if ((v = dcm_str(f, &f->ds, TAG(0x0008, 0x0018))) && uid_valid(v))
+        snprintf(res->sop_uid, sizeof(res->sop_uid), "%s", v);
+}
+
+static void fail(struct ingest_result *res, uint16_t code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void fail(struct ingest_result *res, uint16_t code, const char *fmt, ...)
+{
+    res->outcome = INGEST_FAILED;
+    res->failure_reason = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(res->reason, sizeof(res->reason), fmt, ap);
+    va_end(ap);
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Parses fd and extracts; on failure fills res and returns -EBADMSG. */
+static int parse_and_extract(int fd, struct dcm_file **f, struct inst *in,
+                             struct ingest_result *res)
+{
+    char err[256];
+    int r = dcm_parse_fd(fd, NULL, f, err, sizeof(err));
+    if (r < 0) {
+        if (r == -ENOMEM) {
+            fail(res, FAIL_OUT_OF_RESOURCES, "out of memory while parsing%s", "");
+            return r;
+        }
+        fail(res, FAIL_CANNOT_UNDERSTAND, "not a valid DICOM Part 10 object: %s", err);
+        return -EBADMSG;
+    }
+    enum inst_status st;
+    r = inst_from_file(*f, fd, in, &st, err, sizeof(err));
+    if (r < 0) {
+        set_ids_from_file(res, *f);
+        fail(res, st == INST_BAD_UID ? FAIL_DATASET_MISMATCH : FAIL_CANNOT_UNDERSTAND, "%s",
+             err);
+        return r == -ENOMEM ? r : -EBADMSG;
+    }
+    set_ids(res, in);
+    return 0;
+}
+
+int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study,
+               struct ingest_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    struct dcm_file *f = NULL;
+    struct inst in;
+    bool holding = false;
+    int r;
+    memset(&in, 0, sizeof(in));
+    int fd = open(t->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        fail(res, FAIL_PROCESSING, "cannot read the received object%s", "");
+        r = -EIO;
+        goto out;
+    }
+    r = parse_and_extract(fd, &f, &in, res);
+    if (r < 0) {
+        r = r == -EBADMSG ? 0 : r;
+        goto out;
+    }
+    if (expected_study && strcmp(expected_study, in.study_uid) != 0) {
+        fail(res, FAIL_STUDY_MISMATCH,
+             "StudyInstanceUID of the object differs from the study in the request URL%s", "");
+        goto out;
+    }
+    r = inflight_acquire(g, in.sop_uid);
+    if (r < 0) {
+        fail(res, FAIL_OUT_OF_RESOURCES, "out of memory%s", "");
+        goto out;
+    }
+    holding = true;
+
+    struct arena *a = arena_new(0);
+    struct index_instance old;
+    int lr = a ? index_get_instance(g->ix, in.sop_uid, false, a, &old) : -ENOMEM;
+    if (lr == 0) {
+        bool same = false;
+        int cr = store_same_content(g->store, t, old.rel_path, &same);
+        if (cr == 0 && same) {
+            arena_free(a);
+            res->outcome = INGEST_DUPLICATE;
+            snprintf(res->reason, sizeof(res->reason), "identical object already stored");
+            goto out;
+        }
+        if (!g->o.overwrite) {
+            arena_free(a);
+            fail(res, FAIL_DUPLICATE,
+                 "a different object with this SOP Instance UID is already stored%s", "");
+            goto out;
+        }
+        if (strcmp(old.study_uid, in.study_uid) != 0 ||
+            strcmp(old.series_uid, in.series_uid) != 0) {
+            arena_free(a);
+            fail(res, FAIL_DUPLICATE,
+                 "the stored object with this SOP Instance UID belongs to another study or "
+                 "series%s",
+                 "");
+            goto out;
+        }
+    } else if (lr != -ENOENT) {
+        arena_free(a);
+        fail(res, FAIL_PROCESSING, "index lookup failed%s", "");
+        r = lr;
+        goto out;
+    }
+    arena_free(a);
+
+    char rel[STORE_REL_MAX];
+    uint64_t size = t->size;
+    struct stat st;
+    if (fstat(fd, &st) == 0)
+        size = (uint64_t)st.st_size;
+    r = store_commit(g->store, t, in.sop_uid, rel);
+    if (r < 0) {
+        if (r == -ENOSPC)
+            fail(res, FAIL_OUT_OF_RESOURCES, "disk full: the object was not stored%s", "");
+        else
+            fail(res, FAIL_PROCESSING, "could not write the object to disk%s", "");
+        goto out;
+    }
+    struct index_put put = {&in, rel, size, now_ms()};
+    r = index_submit(g, &put);
+    if (r < 0) {
+        /* the file is durable but not indexed: remove it so that nothing
+         * half-stored stays (the client is told it failed) */
+        (void)store_unlink(g->store, rel);
+        if (r == -EEXIST)
+            fail(res, FAIL_DATASET_MISMATCH,
+                 "its SeriesInstanceUID is already used by another study%s", "");
+        else if (r == -ENOSPC)
+            fail(res, FAIL_OUT_OF_RESOURCES, "disk full while indexing%s", "");
+        else
+            fail(res, FAIL_PROCESSING, "the index could not record the object%s", "");
+        r = r == -EEXIST ? 0 : r;
+        goto out;
+    }
+    res->outcome = INGEST_STORED;
+    r = 0;
+out:
+    if (holding)
+        inflight_release(g, in.sop_uid);
+    inst_release(&in);
+    dcm_file_free(f);
+    if (fd >= 0)
+        close(fd);
+    store_tmp_discard(t);
+    return r;
+}
+
+int ingest_existing(struct ingest *g, const char *rel, struct ingest_result *res)
+{
+    memset(res, 0, sizeof(*res));
+    int fd;
+    int r = store_open_object(g->store, rel, &fd);
+    if (r < 0) {
+        fail(res, FAIL_PROCESSING, "cannot open %s", rel);
+        return r;
+    }
+    struct dcm_file *f = NULL;
+    struct inst in;
+    memset(&in, 0, sizeof(in));
+    r = parse_and_extract(fd, &f, &in, res);
+    if (r == 0) {
+        char expect[STORE_REL_MAX];
+        store_rel_path(in.sop_uid, expect);
+        if (strcmp(expect, rel) != 0) {
+            fail(res, FAIL_DATASET_MISMATCH, "%s is not stored under its SOP Instance UID", rel);
+        } else {
+            struct stat st;
+            int64_t mtime = 0;
+            uint64_t size = 0;
+            if (fstat(fd, &st) == 0) {
+                mtime = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+                size = (uint64_t)st.st_size;
+            }
+            struct index_put put = {&in, rel, size, mtime};
+            int ir = index_submit(g, &put);
+            if (ir < 0)
+                fail(res, FAIL_PROCESSING, "the index could not record %s", rel);
+            else
+                res->outcome = INGEST_STORED;
+            r = ir == -EEXIST ? 0 : ir;
+        }
+        inst_release(&in);
+    } else if (r == -EBADMSG) {
+        r = 0;
+    }
+    dcm_file_free(f);
+    close(fd);
+    return r;
+}

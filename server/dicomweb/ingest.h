@@ -1,0 +1,65 @@
+/*
+ * ingest.h - the one path by which an object enters the archive (STOW-RS,
+ * `yingyun import`, reindex): parse the received bytes, validate identity,
+ * resolve duplicates, make the file durable, index it.
+ *
+ * Order (durability, PS3.18 10.5 "stored" means retrievable):
+ *   temp file -> parse + extract (no file visible yet) -> same-SOP lock ->
+ *   duplicate check -> fdatasync + rename + dir fsync -> index commit
+ *   (group-committed with concurrent ingests) -> unlock -> result.
+ * A crash before the rename leaves only a temp file (removed at start); a
+ * crash after it leaves a file that reindex picks up. An index row never
+ * exists without its file.
+ */
+#ifndef YY_INGEST_H
+#define YY_INGEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "store/store.h"
+
+struct index;
+
+/* PS3.4 C.4.2.1.4 / PS3.18 10.5.3 failure reasons */
+#define FAIL_OUT_OF_RESOURCES 0xA700
+#define FAIL_DATASET_MISMATCH 0xA900
+#define FAIL_CANNOT_UNDERSTAND 0xC000
+#define FAIL_PROCESSING 0x0110
+#define FAIL_DUPLICATE 0x0111
+#define FAIL_STUDY_MISMATCH 0xA901
+
+enum ingest_outcome { INGEST_STORED, INGEST_DUPLICATE, INGEST_FAILED };
+
+struct ingest_result {
+    enum ingest_outcome outcome;
+    uint16_t failure_reason;    /* when FAILED */
+    char reason[320];           /* human-readable, never contains patient data */
+    char sop_class_uid[68];     /* may be "" when unknown */
+    char sop_uid[68];
+    char study_uid[68];
+    char series_uid[68];
+};
+
+struct ingest_opts {
+    bool overwrite;             /* replace a stored object with different bytes */
+};
+
+struct ingest;
+
+int ingest_new(struct store *s, struct index *ix, const struct ingest_opts *o,
+               struct ingest **out);
+void ingest_free(struct ingest *g);
+
+/* Ingests the object in t. t is always consumed (committed or discarded).
+ * expected_study: when non-NULL, an object of another study fails (STOW-RS
+ * to /studies/{uid}). Returns 0 with *res filled for stored, duplicate and
+ * refused objects; a negative errno only when the archive itself failed
+ * (res->outcome is FAILED then too, with reason). -ENOSPC means disk full. */
+int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study,
+               struct ingest_result *res);
+
+/* Indexes an object that is already in the store (reindex). */
+int ingest_existing(struct ingest *g, const char *rel, struct ingest_result *res);
+
+#endif

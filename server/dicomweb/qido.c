@@ -1,0 +1,848 @@
+/*
+ * qido.c - QIDO-RS (PS3.18 10.6): search studies, series and instances.
+ *
+ * The query string becomes a typed index_query (matching per PS3.4
+ * C.2.2.2: single value, UID list, wildcards, ranges, fuzzy person names);
+ * unknown attributes and malformed values are 400 naming the parameter.
+ * Rows are streamed from the index cursor one JSON object (or one XML part)
+ * at a time; the array is never built whole.
+ */
+#include "core/common.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "app.h"
+#include "core/arena.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "dicom/dict.h"
+#include "dicom/json.h"
+#include "dicom/metablob.h"
+#include "dicom/pn.h"
+#include "dicom/vr.h"
+#include "dicom/xml.h"
+#include "dicomweb/handlers.h"
+#include "http/mime.h"
+#include "index/index.h"
+#include "core/banned.h"
+
+#define MAX_RETURN 256
+
+struct qido {
+    struct req *r;
+    struct index_query q;
+    enum index_level level;
+    bool in_study;           /* study UID given in the path */
+    bool in_series;
+    bool all;                /* includefield=all */
+    uint32_t ret[MAX_RETURN];/* extra return keys */
+    unsigned n_ret;
+    bool xml;
+    const char *base;        /* "http://host/dicomweb" */
+    struct buf warn;         /* Warning header text (unsupported keys...) */
+    /* streaming */
+    struct index_cursor *cur;
+    struct buf out;
+    size_t out_pos;
+    unsigned rows;
+    bool done;
+    bool failed;
+    const char *boundary;
+};
+
+/* ---- parameter parsing ---- */
+
+/* A response was sent: parse functions return 1 (or the send error). */
+static int sent(int rc)
+{
+    return rc < 0 ? rc : 1;
+}
+
+/* Parses a keyword or 8 hex digits into a tag. */
+static int parse_tag(const char *s, uint32_t *tag)
+{
+    size_t n = strlen(s);
+    if (n == 8) {
+        bool hex = true;
+        for (size_t i = 0; i < 8 && hex; i++)
+            hex = (s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
+                  (s[i] >= 'A' && s[i] <= 'F');
+        if (hex) {
+            *tag = (uint32_t)strtoul(s, NULL, 16);
+            return 0;
+        }
+    }
+    const struct dict_entry *d = dict_lookup_keyword(s);
+    if (!d || d->mask != 0xFFFFFFFFu)
+        return -ENOENT;
+    *tag = d->tag;
+    return 0;
+}
+
+static uint16_t tag_vr(uint32_t tag)
+{
+    const struct dict_entry *d = dict_lookup_tag(tag);
+    return d ? d->vr : VR_UN;
+}
+
+static void add_warning(struct qido *q, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void add_warning(struct qido *q, const char *fmt, ...)
+{
+    if (q->warn.len > 2000)
+        return;
+    if (q->warn.len)
+        buf_puts(&q->warn, "; ");
+    char tmp[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    buf_puts(&q->warn, tmp);
+}
+
+static int add_return(struct qido *q, uint32_t tag)
+{
+    for (unsigned i = 0; i < q->n_ret; i++)
+        if (q->ret[i] == tag)
+            return 0;
+    if (q->n_ret == MAX_RETURN)
+        return -E2BIG;
+    q->ret[q->n_ret++] = tag;
+    return 0;
+}
+
+static bool all_digits(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+/* DA: YYYYMMDD (also the old YYYY.MM.DD); TM: HH[MM[SS[.F{1,6}]]]. */
+static bool valid_da(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 10 && s[4] == '.' && s[7] == '.')
+        return all_digits(s, 4) && all_digits(s + 5, 2) && all_digits(s + 8, 2);
+    return n == 8 && all_digits(s, 8);
+}
+
+static bool valid_tm(const char *s)
+{
+    size_t n = strlen(s);
+    const char *dot = strchr(s, '.');
+    size_t ip = dot ? (size_t)(dot - s) : n;
+    if (ip == 0 || ip > 6 || ip % 2 || !all_digits(s, ip))
+        return false;
+    if (dot)
+        return ip == 6 && n - ip - 1 >= 1 && n - ip - 1 <= 6 && all_digits(dot + 1, n - ip - 1);
+    return true;
+}
+
+static bool valid_dt(const char *s)
+{
+    size_t n = strlen(s);
+    return n >= 4 && n <= 26;
+}
+
+static char *normalise_pn(struct arena *a, const char *v)
+{
+    struct buf b;
+    buf_init(&b, 4096);
+    if (pn_normalize(v, strlen(v), &b) < 0) {
+        buf_release(&b);
+        return NULL;
+    }
+    /* trailing empty components do not constrain: "doe^" == "doe" */
+    size_t n = b.len;
+    while (n && (b.data[n - 1] == '^' || b.data[n - 1] == ' '))
+        n--;
+    char *s = arena_strndup(a, b.data ? b.data : "", n);
+    buf_release(&b);
+    return s;
+}
+
+static int parse_match(struct qido *q, const char *key, uint32_t tag, const char *value,
+                       bool fuzzy)
+{
+    struct req *r = q->r;
+    bool pn = false;
+    if (!index_can_match(q->level, tag, &pn)) {
+        /* a known attribute we do not index: returned, not matched
+         * (PS3.18 10.6.1.2.3 lets the server ignore it, with a Warning) */
+        if (*value && strcmp(value, "*") != 0)
+            add_warning(q, "matching on %s is not supported and was ignored", key);
+        return add_return(q, tag);
+    }
+    int rr = add_return(q, tag);
+    if (rr < 0)
+        return rr;
+    if (!*value || !strcmp(value, "*"))
+        return 0; /* universal match: return key only */
+    if (q->q.n_match == INDEX_MAX_MATCH)
+        return http_error(r, 400, "too many matching keys");
+    struct index_match *m = &q->q.match[q->q.n_match];
+    memset(m, 0, sizeof(*m));
+    m->tag = tag;
+    uint16_t vr = tag_vr(tag);
+    if (tag == 0x00080061)
+        vr = VR_CS; /* ModalitiesInStudy */
+    size_t vl = strlen(value);
+    if (vl > 1024)
+        return http_error(r, 400, "value of %s is too long", key);
+    for (size_t i = 0; i < vl; i++)
+        if ((unsigned char)value[i] < 0x20)
+            return http_error(r, 400, "value of %s contains control characters", key);
+    bool wild = strchr(value, '*') || strchr(value, '?');
+    if (vr == VR_UI) {
+        if (wild)
+            return http_error(r, 400, "%s: wildcards are not allowed in UIDs", key);
+        /* UID list: backslash or comma separated (PS3.18 8.3.4.1) */
+        unsigned n = 1;
+        for (const char *p = value; *p; p++)
+            n += (*p == ',' || *p == '\\');
+        if (n > INDEX_MAX_LIST)
+            return http_error(r, 400, "%s: more than %d UIDs", key, INDEX_MAX_LIST);
+        const char **list = arena_alloc(r->a, n * sizeof(*list));
+        if (!list)
+            return -ENOMEM;
+        unsigned k = 0;
+        const char *p = value;
+        while (1) {
+            const char *e = p;
+            while (*e && *e != ',' && *e != '\\')
+                e++;
+            char *u = arena_strndup(r->a, p, (size_t)(e - p));
+            if (!u)
+                return -ENOMEM;
+            size_t ul = strlen(u);
+            bool ok = ul > 0 && ul <= 64;
+            for (size_t i = 0; ok && i < ul; i++)
+                ok = (u[i] >= '0' && u[i] <= '9') || u[i] == '.';
+            if (!ok)
+                return http_error(r, 400, "%s: \"%.64s\" is not a valid UID", key, u);
+            list[k++] = u;
+            if (!*e)
+                break;
+            p = e + 1;
+        }
+        if (k == 1) {
+            m->kind = MATCH_SINGLE;
+            m->value = list[0];
+        } else {
+            m->kind = MATCH_LIST;
+            m->list = list;
+            m->n_list = k;
+        }
+    } else if (vr == VR_DA || vr == VR_TM || vr == VR_DT) {
+        bool (*valid)(const char *) = vr == VR_DA ? valid_da : vr == VR_TM ? valid_tm : valid_dt;
+        const char *dash = strchr(value, '-');
+        if (wild)
+            return http_error(r, 400, "%s: wildcards are not allowed in dates and times", key);
+        if (dash) {
+            char *lo = arena_strndup(r->a, value, (size_t)(dash - value));
+            char *hi = arena_strdup(r->a, dash + 1);
+            if (!lo || !hi)
+                return -ENOMEM;
+            if ((!*lo && !*hi) || (*lo && !valid(lo)) || (*hi && !valid(hi)) ||
+                strchr(hi, '-'))
+                return http_error(r, 400, "%s: \"%.40s\" is not a valid range", key, value);
+            m->kind = MATCH_RANGE;
+            m->lo = *lo ? lo : NULL;
+            m->hi = *hi ? hi : NULL;
+        } else {
+            if (!valid(value))
+                return http_error(r, 400, "%s: \"%.40s\" is not a valid %s", key, value,
+                                  vr == VR_DA ? "date (YYYYMMDD)" : "time (HHMMSS)");
+            m->kind = MATCH_SINGLE;
+            m->value = value;
+        }
+    } else if (pn) {
+        char *nv = normalise_pn(r->a, value);
+        if (!nv)
+            return -ENOMEM;
+        if (!*nv)
+            return 0;
+        m->value = nv;
+        m->kind = fuzzy ? MATCH_FUZZY : wild ? MATCH_WILDCARD : MATCH_SINGLE;
+    } else if (vr == VR_IS || vr == VR_US || vr == VR_UL || vr == VR_SS || vr == VR_SL) {
+        if (wild || !all_digits(value + (value[0] == '-'), vl - (value[0] == '-')) || vl > 12)
+            return http_error(r, 400, "%s: \"%.40s\" is not an integer", key, value);
+        m->kind = MATCH_SINGLE;
+        m->value = value;
+    } else {
+        m->kind = wild ? MATCH_WILDCARD : MATCH_SINGLE;
+        m->value = value;
+        /* ModalitiesInStudy may list several: CT\MR (PS3.4 C.6.1.1.2) */
+        if (tag == 0x00080061 && !wild && (strchr(value, '\\') || strchr(value, ','))) {
+            unsigned n = 1;
+            for (const char *p = value; *p; p++)
+                n += (*p == ',' || *p == '\\');
+            const char **list = arena_alloc(r->a, n * sizeof(*list));
+            if (!list)
+                return -ENOMEM;
+            unsigned k = 0;
+            const char *p = value;
+            while (1) {
+                const char *e = p;
+                while (*e && *e != ',' && *e != '\\')
+                    e++;
+                list[k++] = arena_strndup(r->a, p, (size_t)(e - p));
+                if (!*e)
+                    break;
+                p = e + 1;
+            }
+            m->kind = MATCH_LIST;
+            m->list = list;
+            m->n_list = k;
+        }
+    }
+    q->q.n_match++;
+    return 0;
+}
+
+static int parse_uint(const char *v, unsigned long long max, unsigned long long *out)
+{
+    if (!*v || strlen(v) > 12 || !all_digits(v, strlen(v)))
+        return -EINVAL;
+    unsigned long long n = strtoull(v, NULL, 10);
+    if (n > max)
+        return -ERANGE;
+    *out = n;
+    return 0;
+}
+
+/* Returns 0, or a response was sent (>0 marker as 1), or <0. */
+static int parse_params(struct qido *q)
+{
+    struct req *r = q->r;
+    struct config *c = &r->app->cfg;
+    bool fuzzy = false, have_limit = false;
+    unsigned long long limit = c->qido_default_limit, offset = 0;
+    for (unsigned i = 0; i < r->query.n; i++) {
+        const char *k = r->query.p[i].key, *v = r->query.p[i].value;
+        if (!strcmp(k, "fuzzymatching")) {
+            if (strcmp(v, "true") && strcmp(v, "false"))
+                return sent(http_error(r, 400, "fuzzymatching must be true or false"));
+            fuzzy = !strcmp(v, "true");
+        }
+    }
+    for (unsigned i = 0; i < r->query.n; i++) {
+        const char *k = r->query.p[i].key, *v = r->query.p[i].value;
+        int rc;
+        if (!strcmp(k, "fuzzymatching") || !strcmp(k, "accept") || !strcmp(k, "charset") ||
+            !strcmp(k, "emptyvaluematching") || !strcmp(k, "multiplevaluematching"))
+            continue;
+        if (!strcmp(k, "limit")) {
+            rc = parse_uint(v, 1000000000ull, &limit);
+            if (rc < 0)
+                return sent(http_error(r, 400, "limit must be a non-negative integer, got \"%.32s\"",
+                                  v));
+            have_limit = true;
+            continue;
+        }
+        if (!strcmp(k, "offset")) {
+            rc = parse_uint(v, 1000000000ull, &offset);
+            if (rc < 0)
+                return sent(http_error(r, 400, "offset must be a non-negative integer, got \"%.32s\"",
+                                  v));
+            continue;
+        }
+        if (!strcmp(k, "includefield")) {
+            const char *p = v;
+            while (1) {
+                const char *e = strchr(p, ',');
+                size_t l = e ? (size_t)(e - p) : strlen(p);
+                char *name = arena_strndup(r->a, p, l);
+                if (!name)
+                    return -ENOMEM;
+                if (!strcmp(name, "all")) {
+                    q->all = true;
+                } else if (*name) {
+                    uint32_t tag;
+                    if (strchr(name, '.')) {
+                        /* a sequence path: return the whole top-level sequence */
+                        char *dot = strchr(name, '.');
+                        *dot = 0;
+                    }
+                    if (parse_tag(name, &tag) < 0)
+                        return sent(http_error(r, 400, "includefield: unknown attribute \"%.64s\"",
+                                          name));
+                    if (add_return(q, tag) < 0)
+                        return sent(http_error(r, 400, "too many includefield values"));
+                }
+                if (!e)
+                    break;
+                p = e + 1;
+            }
+            continue;
+        }
+        if (!strcmp(k, "orderby")) {
+            const char *p = v;
+            while (1) {
+                const char *e = strchr(p, ',');
+                size_t l = e ? (size_t)(e - p) : strlen(p);
+                char *name = arena_strndup(r->a, p, l);
+                if (!name)
+                    return -ENOMEM;
+                bool desc = false;
+                char *nm = name;
+                if (*nm == '-' || *nm == '+') {
+                    desc = *nm == '-';
+                    nm++;
+                }
+                uint32_t tag;
+                if (*nm) {
+                    if (parse_tag(nm, &tag) < 0)
+                        return sent(http_error(r, 400, "orderby: unknown attribute \"%.64s\"", nm));
+                    if (!index_can_order(q->level, tag))
+                        return sent(http_error(r, 400, "orderby: %.64s cannot be sorted on at this "
+                                                  "level",
+                                          nm));
+                    if (q->q.n_order == INDEX_MAX_ORDER)
+                        return sent(http_error(r, 400, "orderby: too many keys"));
+                    q->q.order[q->q.n_order].tag = tag;
+                    q->q.order[q->q.n_order].desc = desc;
+                    q->q.n_order++;
+                }
+                if (!e)
+                    break;
+                p = e + 1;
+            }
+            continue;
+        }
+        /* an attribute: keyword, tag, or a sequence path */
+        uint32_t tag;
+        if (strchr(k, '.')) {
+            char *top = arena_strdup(r->a, k);
+            if (!top)
+                return -ENOMEM;
+            *strchr(top, '.') = 0;
+            if (parse_tag(top, &tag) < 0)
+                return sent(http_error(r, 400, "unknown attribute \"%.64s\" in query parameter \"%.64s\"",
+                                  top, k));
+            add_warning(q, "matching in sequences (%s) is not supported and was ignored", k);
+            (void)add_return(q, tag);
+            continue;
+        }
+        if (parse_tag(k, &tag) < 0)
+            return sent(http_error(r, 400, "unknown query parameter or attribute \"%.64s\"", k));
+        rc = parse_match(q, k, tag, v, fuzzy);
+        if (rc != 0 || r->responded)
+            return rc < 0 ? rc : 1;
+    }
+    if (limit > c->qido_max_limit) {
+        char tmp[64];
+        snprintf(tmp, sizeof(tmp), "%u", c->qido_max_limit);
+        add_warning(q, "limit reduced to the maximum of %s", tmp);
+        limit = c->qido_max_limit;
+    }
+    (void)have_limit;
+    q->q.limit = (unsigned)limit;
+    q->q.offset = (unsigned)offset;
+    return 0;
+}
+
+/* ---- row output ---- */
+
+static void set_el(json_t *o, uint32_t tag, const char *vr, json_t *values)
+{
+    char key[9];
+    snprintf(key, sizeof(key), "%08X", tag);
+    json_t *el = json_object();
+    json_object_set_new(el, "vr", json_string(vr));
+    if (values && json_array_size(values))
+        json_object_set_new(el, "Value", values);
+    else
+        json_decref(values);
+    json_object_set_new(o, key, el);
+}
+
+static json_t *split_values(const char *s)
+{
+    json_t *a = json_array();
+    if (!s || !*s)
+        return a;
+    const char *p = s;
+    while (1) {
+        const char *e = strchr(p, '\\');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l)
+            json_array_append_new(a, json_stringn(p, l));
+        else
+            json_array_append_new(a, json_null());
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return a;
+}
+
+static void put_text(json_t *o, uint32_t tag, const char *vr, const char *s)
+{
+    set_el(o, tag, vr, split_values(s));
+}
+
+static void put_pn(json_t *o, uint32_t tag, const char *s)
+{
+    json_t *a = json_array();
+    if (s && *s) {
+        const char *p = s;
+        while (1) {
+            const char *e = strchr(p, '\\');
+            size_t l = e ? (size_t)(e - p) : strlen(p);
+            json_t *v = json_object();
+            static const char *const groups[] = {"Alphabetic", "Ideographic", "Phonetic"};
+            const char *g = p;
+            for (int i = 0; i < 3 && g <= p + l; i++) {
+                const char *ge = memchr(g, '=', (size_t)(p + l - g));
+                size_t gl = ge ? (size_t)(ge - g) : (size_t)(p + l - g);
+                if (gl)
+                    json_object_set_new(v, groups[i], json_stringn(g, gl));
+                if (!ge)
+                    break;
+                g = ge + 1;
+            }
+            json_array_append_new(a, json_object_size(v) ? v : (json_decref(v), json_null()));
+            if (!e)
+                break;
+            p = e + 1;
+        }
+    }
+    set_el(o, tag, "PN", a);
+}
+
+static void put_int(json_t *o, uint32_t tag, const char *vr, long long v, bool have)
+{
+    json_t *a = json_array();
+    if (have)
+        json_array_append_new(a, json_integer(v));
+    set_el(o, tag, vr, a);
+}
+
+static void put_url(json_t *o, uint32_t tag, const char *url)
+{
+    json_t *a = json_array();
+    json_array_append_new(a, json_string(url));
+    set_el(o, tag, "UR", a);
+}
+
+static bool wanted(const struct qido *q, uint32_t tag)
+{
+    for (unsigned i = 0; i < q->n_ret; i++)
+        if (q->ret[i] == tag)
+            return true;
+    return false;
+}
+
+static void study_defaults(struct qido *q, json_t *o, const struct index_row *row)
+{
+    if (row->charset)
+        put_text(o, 0x00080005, "CS", row->charset);
+    put_text(o, 0x00080020, "DA", row->study_date);
+    put_text(o, 0x00080030, "TM", row->study_time);
+    put_text(o, 0x00080050, "SH", row->accession);
+    put_text(o, 0x00080056, "CS", "ONLINE");
+    put_text(o, 0x00080061, "CS", row->modalities);
+    put_pn(o, 0x00080090, row->referring);
+    if (row->timezone)
+        put_text(o, 0x00080201, "SH", row->timezone);
+    put_text(o, 0x00081030, "LO", row->study_description);
+    put_url(o, 0x00081190, arena_printf(q->r->a, "%s/studies/%s", q->base, row->study_uid));
+    put_pn(o, 0x00100010, row->patient_name);
+    put_text(o, 0x00100020, "LO", row->patient_id);
+    put_text(o, 0x00100030, "DA", row->patient_birth_date);
+    put_text(o, 0x00100040, "CS", row->patient_sex);
+    put_text(o, 0x0020000D, "UI", row->study_uid);
+    put_text(o, 0x00200010, "SH", row->study_id);
+    put_int(o, 0x00201206, "IS", row->n_study_series, true);
+    put_int(o, 0x00201208, "IS", row->n_study_instances, true);
+}
+
+static void series_defaults(struct qido *q, json_t *o, const struct index_row *row)
+{
+    put_text(o, 0x00080060, "CS", row->modality);
+    put_text(o, 0x0008103E, "LO", row->series_description);
+    put_url(o, 0x00081190, arena_printf(q->r->a, "%s/studies/%s/series/%s", q->base,
+                                        row->study_uid, row->series_uid));
+    put_text(o, 0x0020000D, "UI", row->study_uid);
+    put_text(o, 0x0020000E, "UI", row->series_uid);
+    put_int(o, 0x00200011, "IS", row->series_number, row->has_series_number);
+    put_int(o, 0x00201209, "IS", row->n_series_instances, true);
+    put_text(o, 0x00400244, "DA", row->pps_start_date);
+    put_text(o, 0x00400245, "TM", row->pps_start_time);
+}
+
+static void instance_defaults(struct qido *q, json_t *o, const struct index_row *row)
+{
+    put_text(o, 0x00080016, "UI", row->sop_class_uid);
+    put_text(o, 0x00080018, "UI", row->sop_uid);
+    put_text(o, 0x00080056, "CS", "ONLINE");
+    put_url(o, 0x00081190, arena_printf(q->r->a, "%s/studies/%s/series/%s/instances/%s", q->base,
+                                        row->study_uid, row->series_uid, row->sop_uid));
+    put_text(o, 0x0020000D, "UI", row->study_uid);
+    put_text(o, 0x0020000E, "UI", row->series_uid);
+    put_int(o, 0x00200013, "IS", row->instance_number, row->has_instance_number);
+    put_int(o, 0x00280010, "US", row->rows, row->rows > 0);
+    put_int(o, 0x00280011, "US", row->cols, row->cols > 0);
+    put_int(o, 0x00280100, "US", row->bits_alloc, row->bits_alloc > 0);
+    put_int(o, 0x00280008, "IS", row->n_frames, row->n_frames > 0);
+}
+
+/* Copies the requested (or all) attributes of a stored level JSON. */
+static void merge_level(struct qido *q, json_t *o, const void *blob, size_t len, bool all)
+{
+    if (!blob || !len)
+        return;
+    json_t *lv = json_loadb(blob, len, 0, NULL);
+    if (!lv)
+        return;
+    const char *key;
+    json_t *v;
+    json_object_foreach(lv, key, v)
+    {
+        uint32_t tag = (uint32_t)strtoul(key, NULL, 16);
+        if ((all || wanted(q, tag)) && !json_object_get(o, key))
+            json_object_set(o, key, v);
+    }
+    json_decref(lv);
+}
+
+static void merge_meta(struct qido *q, json_t *o, const struct index_row *row)
+{
+    if (!row->meta)
+        return;
+    struct buf b;
+    buf_init(&b, (size_t)256 << 20);
+    char *base = arena_printf(q->r->a, "%s", q->base);
+    if (metablob_inflate(row->meta, row->meta_len, base, &b) == 0 && b.data)
+        merge_level(q, o, b.data, b.len, q->all);
+    buf_release(&b);
+}
+
+static json_t *row_json(struct qido *q, const struct index_row *row)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    switch (q->level) {
+    case INDEX_STUDY:
+        study_defaults(q, o, row);
+        merge_level(q, o, row->study_json, row->study_json_len, q->all);
+        break;
+    case INDEX_SERIES:
+        series_defaults(q, o, row);
+        if (!q->in_study)
+            study_defaults(q, o, row);
+        merge_level(q, o, row->series_json, row->series_json_len, q->all);
+        merge_level(q, o, row->study_json, row->study_json_len, q->all && !q->in_study);
+        break;
+    case INDEX_INSTANCE:
+        instance_defaults(q, o, row);
+        if (!q->in_series)
+            series_defaults(q, o, row);
+        if (!q->in_study)
+            study_defaults(q, o, row);
+        if (q->all || q->n_ret) {
+            merge_level(q, o, row->series_json, row->series_json_len, false);
+            merge_level(q, o, row->study_json, row->study_json_len, false);
+            merge_meta(q, o, row);
+        }
+        /* the instance's own RetrieveURL wins over the series' */
+        put_url(o, 0x00081190,
+                arena_printf(q->r->a, "%s/studies/%s/series/%s/instances/%s", q->base,
+                             row->study_uid, row->series_uid, row->sop_uid));
+        break;
+    }
+    return o;
+}
+
+/* ---- streaming ---- */
+
+static int produce(struct qido *q)
+{
+    struct index_row row;
+    int rc = index_cursor_next(q->cur, &row);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        q->done = true;
+        if (q->xml)
+            return buf_printf(&q->out, "\r\n--%s--\r\n", q->boundary);
+        return buf_puts(&q->out, q->rows ? "]\n" : "[]\n");
+    }
+    json_t *o = row_json(q, &row);
+    if (!o)
+        return -ENOMEM;
+    int r = 0;
+    if (q->xml) {
+        r = buf_printf(&q->out, "%s--%s\r\nContent-Type: application/dicom+xml\r\n\r\n",
+                       q->rows ? "\r\n" : "", q->boundary);
+        if (r == 0)
+            r = xml_from_json(o, &q->out);
+    } else {
+        r = buf_putc(&q->out, q->rows ? ',' : '[');
+        char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(16));
+        if (!s)
+            r = -ENOMEM;
+        else
+            r = buf_puts(&q->out, s);
+        free(s);
+    }
+    json_decref(o);
+    q->rows++;
+    return r;
+}
+
+static ssize_t qido_read(void *ctx, uint64_t pos, char *dst, size_t max)
+{
+    struct qido *q = ctx;
+    (void)pos;
+    while (q->out.len - q->out_pos < max && !q->done) {
+        if (q->out_pos > 0 && q->out_pos == q->out.len) {
+            buf_reset(&q->out);
+            q->out_pos = 0;
+        }
+        int rc = produce(q);
+        if (rc < 0) {
+            log_error("req %llu: QIDO failed while streaming rows (%d)",
+                      (unsigned long long)q->r->id, rc);
+            return HTTP_STREAM_ERROR;
+        }
+    }
+    size_t avail = q->out.len - q->out_pos;
+    if (avail == 0)
+        return HTTP_STREAM_END;
+    size_t n = avail < max ? avail : max;
+    memcpy(dst, q->out.data + q->out_pos, n);
+    q->out_pos += n;
+    q->r->bytes_out += n;
+    return (ssize_t)n;
+}
+
+static void qido_free(void *ctx)
+{
+    struct qido *q = ctx;
+    index_cursor_close(q->cur);
+    buf_release(&q->out);
+    buf_release(&q->warn);
+    free(q);
+}
+
+/* Accept: DICOM JSON (default) or multipart/related of DICOM XML. */
+static int negotiate(struct qido *q)
+{
+    struct req *r = q->r;
+    const char *accept = http_header(r, "Accept");
+    const char *qa = query_get(&r->query, "accept");
+    if (qa)
+        accept = qa; /* PS3.18 8.3.3.1: the query parameter overrides */
+    if (!accept)
+        return 0;
+    struct mime_accept ma;
+    if (mime_parse_accept(r->a, accept, &ma) < 0)
+        return sent(http_error(r, 400, "malformed Accept"));
+    double best_json = -1, best_xml = -1;
+    for (unsigned i = 0; i < ma.n; i++) {
+        struct mime_type *t = &ma.ranges[i];
+        if (t->q <= 0)
+            continue;
+        if (mime_matches(t, "application", "dicom+json") || mime_matches(t, "application", "json") ||
+            (!strcmp(t->type, "*") && !strcmp(t->subtype, "*")) ||
+            (!strcmp(t->type, "application") && !strcmp(t->subtype, "*"))) {
+            if (t->q > best_json)
+                best_json = t->q;
+        }
+        if (mime_matches(t, "multipart", "related")) {
+            const char *ty = mime_param(t, "type");
+            if (ty && !strcmp(ty, "application/dicom+xml") && t->q > best_xml)
+                best_xml = t->q;
+        }
+        if (mime_matches(t, "application", "dicom+xml"))
+            best_xml = t->q > best_xml ? t->q : best_xml;
+    }
+    if (best_json < 0 && best_xml < 0)
+        return sent(http_error(r, 406, "QIDO-RS answers in application/dicom+json or multipart/related; "
+                                  "type=\"application/dicom+xml\""));
+    q->xml = best_xml > best_json;
+    return 0;
+}
+
+static int search(struct req *r, enum index_level level)
+{
+    struct qido *q = calloc(1, sizeof(*q));
+    if (!q)
+        return -ENOMEM;
+    q->r = r;
+    q->level = level;
+    q->q.level = level;
+    buf_init(&q->out, (size_t)64 << 20);
+    buf_init(&q->warn, 4096);
+    int rc = 0;
+    const char *study = r->param[P_STUDY], *series = r->param[P_SERIES];
+    if (study) {
+        q->in_study = true;
+        q->q.study_uid = study;
+    }
+    if (series) {
+        q->in_series = true;
+        q->q.series_uid = series;
+    }
+    rc = negotiate(q);
+    if (rc == 0)
+        rc = parse_params(q);
+    if (rc != 0 || r->responded) {
+        qido_free(q);
+        return rc < 0 ? rc : 0;
+    }
+    q->base = arena_printf(r->a, "%s/dicomweb", http_base_url(r));
+    char err[256] = "";
+    rc = index_query_open(r->app->index, &q->q, &q->cur, err, sizeof(err));
+    if (rc == -EINVAL) {
+        qido_free(q);
+        return http_error(r, 400, "%s", err);
+    }
+    if (rc < 0) {
+        qido_free(q);
+        return http_error(r, 500, "search failed: %s", err[0] ? err : "index error");
+    }
+    const char *ctype = "application/dicom+json";
+    if (q->xml) {
+        q->boundary = arena_printf(r->a, "yy-%llx-%llx", (unsigned long long)r->id,
+                                   (unsigned long long)(uintptr_t)q);
+        ctype = arena_printf(r->a, "multipart/related; type=\"application/dicom+xml\"; "
+                                   "boundary=%s",
+                             q->boundary);
+    }
+    char *warn = q->warn.len ? arena_printf(r->a, "299 yingyun \"%s\"", q->warn.data) : NULL;
+    struct http_resp *resp = http_resp_stream(HTTP_SIZE_UNKNOWN, qido_read, q, qido_free);
+    if (!resp)
+        return -ENOMEM;
+    http_resp_header(resp, "Content-Type", ctype);
+    http_resp_header(resp, "Cache-Control", "no-cache");
+    if (warn)
+        http_resp_header(resp, "Warning", warn);
+    return http_send(r, 200, resp);
+}
+
+int qido_studies(struct req *r)
+{
+    return search(r, INDEX_STUDY);
+}
+
+int qido_series(struct req *r)
+{
+    return search(r, INDEX_SERIES);
+}
+
+int qido_instances(struct req *r)
+{
+    return search(r, INDEX_INSTANCE);
+}

@@ -1,0 +1,359 @@
+/*
+ * main.c - the yingyun command: serve, import, reindex.
+ *
+ * Owns process-wide setup (config, signals, logging) and the order of
+ * start and stop. Everything else is in the modules it wires together.
+ */
+#include "core/common.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "config.h"
+#include "core/log.h"
+#include "dicomweb/ingest.h"
+#include "http/http.h"
+#include "index/index.h"
+#include "store/store.h"
+#include "yy_config.h"
+#include "core/banned.h"
+
+#ifndef YY_WEB_DIR
+#define YY_WEB_DIR ""
+#endif
+
+static void usage(FILE *f)
+{
+    fprintf(f, "Yingyun %s - DICOMweb server and zero-footprint viewer\n\n"
+               "usage:\n"
+               "  yingyun serve   [--listen HOST:PORT] [--data DIR] [--config FILE] [options]\n"
+               "  yingyun import  [--data DIR] [options] PATH...   store files or folders\n"
+               "  yingyun reindex [--data DIR]                     rebuild the index from the files\n"
+               "  yingyun --help | --version\n\n"
+               "options (every one may also be given as \"key = value\" in the config file):\n",
+            YY_VERSION);
+    for (unsigned i = 0; i < config_key_count(); i++)
+        fprintf(f, "  --%-22s %s (default: %s)\n", config_key_name(i), config_key_help(i),
+                config_key_default(i)[0] ? config_key_default(i) : "\"\"");
+}
+
+static int open_app(struct app *app, bool for_server)
+{
+    char err[512];
+    log_level_parse(app->cfg.log_level, &(enum log_level){LOG_INFO});
+    int r = store_open(app->cfg.data, &app->store);
+    if (r < 0) {
+        log_error("cannot open the data directory %s: %s", app->cfg.data, strerror(-r));
+        return r;
+    }
+    store_set_reserve(app->store, app->cfg.disk_reserve_bytes);
+    char path[1100];
+    snprintf(path, sizeof(path), "%s/index.db", app->cfg.data);
+    r = index_open(path, &app->index, err, sizeof(err));
+    if (r < 0) {
+        log_error("%s", err);
+        return r;
+    }
+    struct ingest_opts o = {app->cfg.overwrite};
+    r = ingest_new(app->store, app->index, &o, &app->ingest);
+    if (r < 0)
+        return r;
+    if (for_server) {
+        if (app->cfg.web_root[0])
+            snprintf(app->web_root, sizeof(app->web_root), "%s", app->cfg.web_root);
+        else
+            snprintf(app->web_root, sizeof(app->web_root), "%s", YY_WEB_DIR);
+    }
+    return 0;
+}
+
+static int unlink_cb(void *ctx, const char *rel)
+{
+    return store_unlink(ctx, rel);
+}
+
+static void close_app(struct app *app)
+{
+    ingest_free(app->ingest);
+    index_close(app->index);
+    store_close(app->store);
+}
+
+static int cmd_serve(struct app *app)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    /* block before any thread starts so that only sigwait() sees them */
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    int r = open_app(app, true);
+    if (r < 0)
+        return 1;
+    r = index_recover(app->index, unlink_cb, app->store);
+    if (r < 0)
+        log_warn("could not finish interrupted deletes (%d); will retry at next start", r);
+    struct http_server *srv;
+    char err[512];
+    r = http_start(app, &srv, err, sizeof(err));
+    if (r < 0) {
+        log_error("%s", err);
+        close_app(app);
+        return 1;
+    }
+    char host[256];
+    snprintf(host, sizeof(host), "%s", app->cfg.listen);
+    char *colon = strrchr(host, ':');
+    if (colon)
+        *colon = 0;
+    if (!host[0] || !strcmp(host, "0.0.0.0") || !strcmp(host, "[::]"))
+        snprintf(host, sizeof(host), "127.0.0.1");
+    unsigned port = http_port(srv);
+    printf("Yingyun %s listening on %s:%u (data in %s)\n", YY_VERSION, host, port, app->cfg.data);
+    printf("  DICOMweb root: http://%s:%u/dicomweb\n", host, port);
+    printf("  Viewer:        http://%s:%u/\n", host, port);
+    fflush(stdout);
+    int sig = 0;
+    sigwait(&set, &sig);
+    log_info("signal %d: stopping (in-flight requests get %us)", sig, app->cfg.shutdown_grace_s);
+    http_stop(srv, app->cfg.shutdown_grace_s);
+    close_app(app);
+    log_info("stopped cleanly");
+    return 0;
+}
+
+struct import_stats {
+    struct app *app;
+    unsigned long files, stored, duplicate, failed;
+    bool tty;
+};
+
+static int import_file(struct import_stats *st, const char *path)
+{
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        st->failed++;
+        fprintf(stderr, "\nfailed: %s: cannot open: %s\n", path, strerror(errno));
+        return 0;
+    }
+    struct store_tmp t;
+    int r = store_tmp_create(st->app->store, &t);
+    if (r < 0) {
+        close(in);
+        fprintf(stderr, "\nfailed: %s: cannot create a temp file: %s\n", path, strerror(-r));
+        return r;
+    }
+    char buf[1 << 16];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof(buf))) > 0) {
+        r = store_tmp_write(&t, buf, (size_t)n);
+        if (r < 0)
+            break;
+    }
+    close(in);
+    if (n < 0 || r < 0) {
+        store_tmp_discard(&t);
+        st->failed++;
+        fprintf(stderr, "\nfailed: %s: %s\n", path, r == -ENOSPC ? "disk full" : "read error");
+        return r == -ENOSPC ? r : 0;
+    }
+    struct ingest_result res;
+    r = ingest_tmp(st->app->ingest, &t, NULL, &res);
+    st->files++;
+    switch (res.outcome) {
+    case INGEST_STORED:
+        st->stored++;
+        break;
+    case INGEST_DUPLICATE:
+        st->duplicate++;
+        break;
+    case INGEST_FAILED:
+        st->failed++;
+        fprintf(stderr, "%sfailed: %s: %s (0x%04X)\n", st->tty ? "\n" : "", path, res.reason,
+                res.failure_reason);
+        break;
+    }
+    if (st->tty) {
+        fprintf(stderr, "\r%lu files: %lu stored, %lu duplicate, %lu failed", st->files,
+                st->stored, st->duplicate, st->failed);
+    } else if (st->files % 100 == 0) {
+        fprintf(stderr, "%lu files: %lu stored, %lu duplicate, %lu failed\n", st->files,
+                st->stored, st->duplicate, st->failed);
+    }
+    return r == -ENOSPC ? r : 0;
+}
+
+static int import_path(struct import_stats *st, const char *path, unsigned depth)
+{
+    struct stat sb;
+    if (stat(path, &sb) < 0) {
+        fprintf(stderr, "failed: %s: %s\n", path, strerror(errno));
+        st->failed++;
+        return 0;
+    }
+    if (S_ISREG(sb.st_mode))
+        return import_file(st, path);
+    if (!S_ISDIR(sb.st_mode) || depth > 64)
+        return 0;
+    DIR *d = opendir(path);
+    if (!d) {
+        fprintf(stderr, "failed: %s: %s\n", path, strerror(errno));
+        st->failed++;
+        return 0;
+    }
+    /* sorted, so that imports are reproducible */
+    struct dirent **list = NULL;
+    closedir(d);
+    int n = scandir(path, &list, NULL, alphasort);
+    int r = 0;
+    for (int i = 0; i < n; i++) {
+        if (r == 0 && list[i]->d_name[0] != '.') {
+            char child[PATH_MAX];
+            int w = snprintf(child, sizeof(child), "%s/%s", path, list[i]->d_name);
+            if (w > 0 && (size_t)w < sizeof(child))
+                r = import_path(st, child, depth + 1);
+        }
+        free(list[i]);
+    }
+    free(list);
+    return r;
+}
+
+static int cmd_import(struct app *app, int argc, char **argv, const int *pos, int n_pos)
+{
+    if (n_pos == 0) {
+        fprintf(stderr, "import: give one or more files or folders\n");
+        return 2;
+    }
+    if (open_app(app, false) < 0)
+        return 1;
+    struct import_stats st = {app, 0, 0, 0, 0, isatty(2) != 0};
+    int r = 0;
+    for (int i = 0; i < n_pos && r == 0; i++)
+        r = import_path(&st, argv[pos[i]], 0);
+    (void)argc;
+    fprintf(stderr, "%simported %lu files: %lu stored, %lu duplicate, %lu failed\n",
+            st.tty ? "\n" : "", st.files, st.stored, st.duplicate, st.failed);
+    if (r == -ENOSPC)
+        fprintf(stderr, "stopped: disk full\n");
+    close_app(app);
+    return r < 0 ? 1 : (st.failed ? 3 : 0);
+}
+
+struct reindex_stats {
+    struct app *app;
+    unsigned long files, indexed, failed;
+};
+
+static int reindex_cb(void *ctx, const char *rel)
+{
+    struct reindex_stats *st = ctx;
+    struct ingest_result res;
+    st->files++;
+    int r = ingest_existing(st->app->ingest, rel, &res);
+    if (res.outcome == INGEST_STORED) {
+        st->indexed++;
+    } else {
+        st->failed++;
+        fprintf(stderr, "not indexed: %s: %s\n", rel, res.reason);
+    }
+    if (st->files % 1000 == 0)
+        fprintf(stderr, "%lu files indexed\n", st->indexed);
+    return r == -ENOSPC ? r : 0;
+}
+
+static int cmd_reindex(struct app *app)
+{
+    /* a fresh index: the old database is moved aside first, so a failed
+     * reindex can be retried */
+    char path[1100], old[1200];
+    snprintf(path, sizeof(path), "%s/index.db", app->cfg.data);
+    const char *sfx[] = {"", "-wal", "-shm"};
+    for (size_t i = 0; i < YY_ARRAY_LEN(sfx); i++) {
+        char p[1200];
+        snprintf(p, sizeof(p), "%s%s", path, sfx[i]);
+        snprintf(old, sizeof(old), "%s%s.old", path, sfx[i]);
+        if (rename(p, old) < 0 && errno != ENOENT) {
+            fprintf(stderr, "reindex: cannot move %s aside: %s\n", p, strerror(errno));
+            return 1;
+        }
+    }
+    if (open_app(app, false) < 0)
+        return 1;
+    struct reindex_stats st = {app, 0, 0, 0};
+    int r = store_walk(app->store, reindex_cb, &st);
+    fprintf(stderr, "reindex: %lu files, %lu indexed, %lu not indexed\n", st.files, st.indexed,
+            st.failed);
+    close_app(app);
+    if (r == 0) {
+        for (size_t i = 0; i < YY_ARRAY_LEN(sfx); i++) {
+            snprintf(old, sizeof(old), "%s%s.old", path, sfx[i]);
+            (void)unlink(old);
+        }
+    }
+    return r < 0 ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stderr, NULL, _IOLBF, 0);
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
+        printf("yingyun %s\n", YY_VERSION);
+        return 0;
+    }
+    static struct app app;
+    config_defaults(&app.cfg);
+    int pos[4096];
+    int n_pos = 0;
+    char err[512];
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return 0;
+        }
+    }
+    if (config_parse_args(&app.cfg, argc, argv, 2, pos, (int)YY_ARRAY_LEN(pos), &n_pos, err,
+                          sizeof(err)) < 0) {
+        fprintf(stderr, "yingyun: %s\n", err);
+        return 2;
+    }
+    enum log_level lvl;
+    if (log_level_parse(app.cfg.log_level, &lvl) < 0) {
+        fprintf(stderr, "yingyun: log_level must be debug, info, warn, error or off\n");
+        return 2;
+    }
+    log_set_level(lvl);
+    if (!strcmp(cmd, "serve")) {
+        if (n_pos) {
+            fprintf(stderr, "yingyun serve: unexpected argument \"%s\"\n", argv[pos[0]]);
+            return 2;
+        }
+        return cmd_serve(&app);
+    }
+    if (!strcmp(cmd, "import"))
+        return cmd_import(&app, argc, argv, pos, n_pos);
+    if (!strcmp(cmd, "reindex"))
+        return cmd_reindex(&app);
+    fprintf(stderr, "yingyun: unknown command \"%s\" (try --help)\n", cmd);
+    return 2;
+}

@@ -1,0 +1,327 @@
+/* store.c - see store.h. */
+#include "core/common.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "core/sha256.h"
+#include "store/store.h"
+#include "core/banned.h"
+
+struct store {
+    char *dir;
+    int dir_fd;
+    uint64_t reserve;
+};
+
+static int mkdir_p(const char *path)
+{
+    if (mkdir(path, 0750) == 0 || errno == EEXIST)
+        return 0;
+    return -errno;
+}
+
+static void clean_tmp(const char *tmpdir)
+{
+    DIR *d = opendir(tmpdir);
+    if (!d)
+        return;
+    int dfd = dirfd(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        (void)unlinkat(dfd, de->d_name, 0);
+    }
+    closedir(d);
+}
+
+int store_open(const char *data_dir, struct store **out)
+{
+    char p[4096];
+    int r = mkdir_p(data_dir);
+    if (r < 0)
+        return r;
+    struct store *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->dir = strdup(data_dir);
+    s->dir_fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (!s->dir || s->dir_fd < 0) {
+        r = s->dir ? -errno : -ENOMEM;
+        store_close(s);
+        return r;
+    }
+    const char *subs[] = {"objects", "tmp"};
+    for (size_t i = 0; i < YY_ARRAY_LEN(subs); i++) {
+        snprintf(p, sizeof(p), "%s/%s", data_dir, subs[i]);
+        r = mkdir_p(p);
+        if (r < 0) {
+            store_close(s);
+            return r;
+        }
+    }
+    snprintf(p, sizeof(p), "%s/tmp", data_dir);
+    clean_tmp(p);
+    *out = s;
+    return 0;
+}
+
+void store_close(struct store *s)
+{
+    if (!s)
+        return;
+    if (s->dir_fd >= 0)
+        close(s->dir_fd);
+    free(s->dir);
+    free(s);
+}
+
+const char *store_dir(const struct store *s)
+{
+    return s->dir;
+}
+
+void store_set_reserve(struct store *s, uint64_t bytes)
+{
+    s->reserve = bytes;
+}
+
+int store_tmp_create(struct store *s, struct store_tmp *t)
+{
+    uint8_t rnd[12];
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        return -EIO;
+    char name[32];
+    static const char hex[] = "0123456789abcdef";
+    for (size_t i = 0; i < sizeof(rnd); i++) {
+        name[2 * i] = hex[rnd[i] >> 4];
+        name[2 * i + 1] = hex[rnd[i] & 15];
+    }
+    name[2 * sizeof(rnd)] = 0;
+    int n = snprintf(t->path, sizeof(t->path), "%s/tmp/%s.part", s->dir, name);
+    if (n < 0 || (size_t)n >= sizeof(t->path))
+        return -ENAMETOOLONG;
+    t->fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    if (t->fd < 0) {
+        t->path[0] = 0;
+        return -errno;
+    }
+    t->size = 0;
+    if (s->reserve) {
+        struct statvfs sv;
+        if (fstatvfs(t->fd, &sv) == 0 && (uint64_t)sv.f_bavail * sv.f_frsize < s->reserve) {
+            store_tmp_discard(t);
+            return -ENOSPC;
+        }
+    }
+    return 0;
+}
+
+int store_tmp_write(struct store_tmp *t, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t n = write(t->fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
+        }
+        p += n;
+        len -= (size_t)n;
+        t->size += (uint64_t)n;
+    }
+    return 0;
+}
+
+void store_tmp_discard(struct store_tmp *t)
+{
+    if (t->fd >= 0)
+        close(t->fd);
+    t->fd = -1;
+    if (t->path[0])
+        (void)unlink(t->path);
+    t->path[0] = 0;
+}
+
+void store_rel_path(const char *sop_uid, char out[STORE_REL_MAX])
+{
+    char h[65];
+    sha256_hex(sop_uid, strlen(sop_uid), h);
+    snprintf(out, STORE_REL_MAX, "objects/%.2s/%.2s/%.40s.dcm", h, h + 2, h);
+}
+
+static int fsync_dir(int dir_fd, const char *rel_dir)
+{
+    int fd = openat(dir_fd, rel_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = fsync(fd) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
+int store_commit(struct store *s, struct store_tmp *t, const char *sop_uid,
+                 char rel[STORE_REL_MAX])
+{
+    store_rel_path(sop_uid, rel);
+    if (fdatasync(t->fd) < 0)
+        return errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
+    if (close(t->fd) < 0) {
+        t->fd = -1;
+        return -EIO;
+    }
+    t->fd = -1;
+    /* objects/ab and objects/ab/cd */
+    char d1[16], d2[16];
+    snprintf(d1, sizeof(d1), "%.10s", rel);
+    snprintf(d2, sizeof(d2), "%.13s", rel);
+    bool created = false;
+    for (int i = 0; i < 2; i++) {
+        const char *d = i == 0 ? d1 : d2;
+        if (mkdirat(s->dir_fd, d, 0750) == 0)
+            created = true;
+        else if (errno != EEXIST)
+            return -errno;
+    }
+    char tmp_rel[64];
+    const char *base = strrchr(t->path, '/');
+    snprintf(tmp_rel, sizeof(tmp_rel), "tmp%s", base ? base : "/");
+    if (renameat(s->dir_fd, tmp_rel, s->dir_fd, rel) < 0)
+        return -errno;
+    t->path[0] = 0; /* consumed */
+    int r = fsync_dir(s->dir_fd, d2);
+    if (r == 0 && created) {
+        r = fsync_dir(s->dir_fd, d1);
+        if (r == 0)
+            r = fsync_dir(s->dir_fd, "objects");
+    }
+    return r;
+}
+
+int store_open_object(struct store *s, const char *rel, int *fd)
+{
+    if (strncmp(rel, "objects/", 8) != 0 || strstr(rel, ".."))
+        return -EINVAL;
+    *fd = openat(s->dir_fd, rel, O_RDONLY | O_CLOEXEC);
+    return *fd < 0 ? -errno : 0;
+}
+
+int store_unlink(struct store *s, const char *rel)
+{
+    if (strncmp(rel, "objects/", 8) != 0 || strstr(rel, ".."))
+        return -EINVAL;
+    if (unlinkat(s->dir_fd, rel, 0) < 0 && errno != ENOENT)
+        return -errno;
+    char d2[16];
+    snprintf(d2, sizeof(d2), "%.13s", rel);
+    int r = fsync_dir(s->dir_fd, d2);
+    return r == -ENOENT ? 0 : r;
+}
+
+int store_same_content(struct store *s, struct store_tmp *t, const char *rel, bool *same)
+{
+    *same = false;
+    int a = open(t->path, O_RDONLY | O_CLOEXEC);
+    if (a < 0)
+        return -errno;
+    int b;
+    int r = store_open_object(s, rel, &b);
+    if (r < 0) {
+        close(a);
+        return r == -ENOENT ? 0 : r;
+    }
+    struct stat sa, sb;
+    if (fstat(a, &sa) < 0 || fstat(b, &sb) < 0) {
+        r = -EIO;
+        goto out;
+    }
+    if (sa.st_size != sb.st_size)
+        goto out;
+    enum { CHUNK = 65536 };
+    uint8_t *x = malloc(2 * CHUNK);
+    if (!x) {
+        r = -ENOMEM;
+        goto out;
+    }
+    *same = true;
+    for (off_t off = 0; off < sa.st_size;) {
+        ssize_t na = pread(a, x, CHUNK, off), nb = pread(b, x + CHUNK, CHUNK, off);
+        if (na <= 0 || na != nb) {
+            *same = false;
+            r = na < 0 || nb < 0 ? -EIO : 0;
+            break;
+        }
+        if (memcmp(x, x + CHUNK, (size_t)na) != 0) {
+            *same = false;
+            break;
+        }
+        off += na;
+    }
+    free(x);
+out:
+    close(a);
+    close(b);
+    return r;
+}
+
+static bool hex_name(const char *s, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return s[n] == 0;
+}
+
+int store_walk(struct store *s, int (*fn)(void *ctx, const char *rel), void *ctx)
+{
+    char p1[4096], p2[4096];
+    snprintf(p1, sizeof(p1), "%s/objects", s->dir);
+    DIR *d1 = opendir(p1);
+    if (!d1)
+        return -errno;
+    int r = 0;
+    struct dirent *a;
+    while (r == 0 && (a = readdir(d1)) != NULL) {
+        if (strlen(a->d_name) != 2 || !hex_name(a->d_name, 2))
+            continue;
+        if (snprintf(p2, sizeof(p2), "%s/%s", p1, a->d_name) >= (int)sizeof(p2))
+            continue;
+        DIR *d2 = opendir(p2);
+        if (!d2)
+            continue;
+        struct dirent *b;
+        while (r == 0 && (b = readdir(d2)) != NULL) {
+            if (strlen(b->d_name) != 2 || !hex_name(b->d_name, 2))
+                continue;
+            char p3[4096];
+            if (snprintf(p3, sizeof(p3), "%s/%s", p2, b->d_name) >= (int)sizeof(p3))
+                continue;
+            DIR *d3 = opendir(p3);
+            if (!d3)
+                continue;
+            struct dirent *c;
+            while (r == 0 && (c = readdir(d3)) != NULL) {
+                size_t l = strlen(c->d_name);
+                if (l != 44 || strcmp(c->d_name + 40, ".dcm") != 0)
+                    continue;
+                char rel[STORE_REL_MAX];
+                snprintf(rel, sizeof(rel), "objects/%s/%s/%s", a->d_name, b->d_name, c->d_name);
+                r = fn(ctx, rel);
+            }
+            closedir(d3);
+        }
+        closedir(d2);
+    }
+    closedir(d1);
+    return r;
+}

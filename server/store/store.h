@@ -1,0 +1,74 @@
+/*
+ * store.h - the blob store: one file per SOP instance, the source of truth.
+ *
+ * Layout under the data directory:
+ *   objects/ab/cd/<40 hex>.dcm   a stored instance; the name is the first 160
+ *                                bits of SHA-256(SOP Instance UID), so no path
+ *                                is ever built from request text
+ *   tmp/<random>.part            incoming bytes; emptied at every open
+ *
+ * Durability: store_commit() fdatasync()s the temp file, renames it into
+ * place and fsync()s the directory, so a committed object survives a crash
+ * and a half-written one is never visible under objects/.
+ * Must not: know SQL or HTTP; log above debug.
+ */
+#ifndef YY_STORE_H
+#define YY_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_REL_MAX 64 /* "objects/ab/cd/<40>.dcm" + NUL fits */
+
+struct store;
+
+/* An incoming object being written. Owned by the caller; release with
+ * store_tmp_discard() unless store_commit() consumed it. */
+struct store_tmp {
+    int fd;
+    uint64_t size;
+    char path[4096];
+};
+
+/* Opens (creating if needed) the store in data_dir and removes leftover temp
+ * files. Returns 0, or a negative errno. Owned: store_close(). */
+int store_open(const char *data_dir, struct store **out);
+void store_close(struct store *s);
+
+/* Creates a new empty temp file. */
+int store_tmp_create(struct store *s, struct store_tmp *t);
+/* Appends len bytes. -ENOSPC when the disk is full (or the configured
+ * free-space reserve would be crossed), -EIO otherwise. */
+int store_tmp_write(struct store_tmp *t, const void *data, size_t len);
+/* Closes and unlinks; accepts a never-created or already-discarded tmp. */
+void store_tmp_discard(struct store_tmp *t);
+
+/* Relative path (under data_dir) for a SOP Instance UID into out. */
+void store_rel_path(const char *sop_uid, char out[STORE_REL_MAX]);
+
+/* Makes t durable under the path of sop_uid, replacing any file there.
+ * On success t is consumed (fd closed) and rel receives the relative path. */
+int store_commit(struct store *s, struct store_tmp *t, const char *sop_uid,
+                 char rel[STORE_REL_MAX]);
+
+/* Opens a stored object read-only (O_CLOEXEC). */
+int store_open_object(struct store *s, const char *rel, int *fd);
+/* Removes a stored object (missing is success) and fsyncs its directory. */
+int store_unlink(struct store *s, const char *rel);
+
+/* True when the files at t and rel have identical bytes. */
+int store_same_content(struct store *s, struct store_tmp *t, const char *rel, bool *same);
+
+/* Calls fn for every stored object (relative path); stops when fn returns
+ * non-zero and returns that value. */
+int store_walk(struct store *s, int (*fn)(void *ctx, const char *rel), void *ctx);
+
+/* The data directory (borrowed). */
+const char *store_dir(const struct store *s);
+
+/* Bytes that must stay free on the filesystem: writes that would cross it
+ * fail with -ENOSPC (0 = off). */
+void store_set_reserve(struct store *s, uint64_t bytes);
+
+#endif

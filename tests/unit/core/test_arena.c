@@ -1,0 +1,78 @@
+/* Unit tests for core/arena.c and core/buf.c. */
+#include "core/common.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "check.h"
+#include "core/arena.h"
+#include "core/buf.h"
+
+static int hook_count;
+static void hook(void *arg)
+{
+    hook_count += *(int *)arg;
+}
+
+static void test_alloc_and_align(void)
+{
+    struct arena *a = arena_new(0);
+    CHECK(a != NULL);
+    for (int i = 1; i < 5000; i += 37) {
+        void *p = arena_alloc(a, (size_t)i);
+        CHECK(p != NULL);
+        CHECK_INT_EQ((uintptr_t)p % 16, 0);
+        memset(p, 0xab, (size_t)i);
+    }
+    void *big = arena_alloc(a, 100000);
+    CHECK(big != NULL);
+    memset(big, 1, 100000);
+    CHECK_STR_EQ(arena_printf(a, "%d-%s", 42, "x"), "42-x");
+    CHECK_STR_EQ(arena_strndup(a, "hello", 3), "hel");
+    arena_free(a);
+    arena_free(NULL);
+}
+
+static void test_limit(void)
+{
+    struct arena *a = arena_new(1000);
+    CHECK(arena_alloc(a, 900) != NULL);
+    CHECK(arena_alloc(a, 200) == NULL);
+    CHECK(arena_alloc(a, SIZE_MAX - 3) == NULL);
+    arena_free(a);
+}
+
+static void test_hooks(void)
+{
+    struct arena *a = arena_new(0);
+    int one = 1, ten = 10;
+    hook_count = 0;
+    CHECK_INT_EQ(arena_on_release(a, hook, &one), 0);
+    CHECK_INT_EQ(arena_on_release(a, hook, &ten), 0);
+    arena_free(a);
+    CHECK_INT_EQ(hook_count, 11);
+}
+
+static void test_buf(void)
+{
+    struct buf b = BUF_INIT;
+    CHECK_INT_EQ(buf_puts(&b, "abc"), 0);
+    CHECK_INT_EQ(buf_printf(&b, "%05d", 7), 0);
+    CHECK_STR_EQ(b.data, "abc00007");
+    buf_release(&b);
+    buf_init(&b, 4);
+    CHECK_INT_EQ(buf_puts(&b, "abcd"), 0);
+    CHECK_INT_EQ(buf_putc(&b, 'e'), -E2BIG);
+    CHECK_STR_EQ(b.data, "abcd");
+    buf_release(&b);
+}
+
+int main(void)
+{
+    RUN(test_alloc_and_align);
+    RUN(test_limit);
+    RUN(test_hooks);
+    RUN(test_buf);
+    return check_summary();
+}
