@@ -348,10 +348,31 @@ static int cmp_elem(const void *a, const void *b)
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
+/* PS3.5 A.1 / PS3.6: "US or SS" attributes read with implicit VR take
+ * their VR from Pixel Representation (0028,0103) of the same dataset. */
+static void resolve_ambiguous(struct dcm_elem *v, uint32_t n)
+{
+    int pixrep = -1;
+    for (uint32_t i = 0; i < n; i++) {
+        if (v[i].tag == TAG(0x0028, 0x0103) && v[i].value && v[i].len >= 2)
+            pixrep = v[i].value[0] | v[i].value[1] << 8;
+    }
+    if (pixrep != 1)
+        return;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!(v[i].flags & DCM_E_IMPLICIT) || v[i].vr != VR_US)
+            continue;
+        const struct dict_entry *d = dict_lookup_tag(v[i].tag);
+        if (d && d->vr == VR_US && d->vr_alt == VR_SS)
+            v[i].vr = VR_SS;
+    }
+}
+
 /* Moves scratch[depth][0..n) into arena memory as out's elements. */
 static int finish_ds(struct parser *p, unsigned depth, uint32_t n, struct dcm_ds *out)
 {
     struct dcm_elem *v = p->scratch[depth];
+    resolve_ambiguous(v, n);
     bool sorted = true;
     for (uint32_t i = 1; i < n; i++) {
         if (v[i].tag <= v[i - 1].tag) {
@@ -637,6 +658,29 @@ static int parse_ds(struct parser *p, struct dcm_ds *out, uint64_t end, unsigned
             len = rd32(b + 4, big);
             e.vr = implicit_vr(e.tag, &e.flags);
             src_advance(&p->s, 8);
+        } else if (e.vr == VR_UN && !(TAG_GROUP(e.tag) & 1) && len != DCM_UNDEFINED) {
+            /* CP-246: a public attribute sent as UN keeps its dictionary VR;
+             * its value is encoded as in Implicit VR Little Endian */
+            uint16_t fl = 0;
+            uint16_t dvr = implicit_vr(e.tag, &fl);
+            if (dvr != VR_UN) {
+                e.vr = dvr;
+                e.flags |= DCM_E_IMPLICIT;
+                if (dvr == VR_SQ) {
+                    if (len > src_remaining(&p->s))
+                        return fail(p, -EBADMSG, "element (%04X,%04X) overruns the file",
+                                    TAG_GROUP(e.tag), TAG_ELEM(e.tag));
+                    e.offset = p->s.pos;
+                    r = parse_seq(p, &e, p->s.pos + len, depth, true, false);
+                    if (r < 0)
+                        return r;
+                    e.len = len;
+                    r = push_elem(p, depth, &n, &e);
+                    if (r < 0)
+                        return r;
+                    continue;
+                }
+            }
         }
         if (p->o.stop_before_pixels && depth == 0 && e.tag >= TAG_PIXEL_DATA)
             break;

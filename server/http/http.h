@@ -47,6 +47,10 @@ struct req {
     uint64_t bytes_out;
     struct timespec t0;
     bool responded;
+    bool started;
+    bool in_body;             /* POST body still arriving */
+    unsigned deferred_status; /* error to send when the body has ended */
+    const char *deferred_msg;
     bool upload_started;
     uint64_t upload_bytes;    /* body bytes seen so far */
 };

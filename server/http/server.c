@@ -323,21 +323,9 @@ int http_send_text(struct req *r, unsigned status, const char *content_type, con
     return http_send(r, status, resp);
 }
 
-int http_error(struct req *r, unsigned status, const char *fmt, ...)
+/* Queues the JSON error response (no logging). */
+static int send_error(struct req *r, unsigned status, const char *msg)
 {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    if (status >= 500)
-        log_error("req %llu: %s %s: %u %s", (unsigned long long)r->id, r->method_name,
-                  r->path ? r->path : "?", status, msg);
-    else
-        log_info("req %llu: %s %s: %u %s", (unsigned long long)r->id, r->method_name,
-                 r->path ? r->path : "?", status, msg);
-    if (r->responded)
-        return 0;
     struct buf b;
     buf_init(&b, 0);
     int rc = buf_printf(&b, "{\"error\":\"%s\",\"status\":%u,\"message\":", status_text(status),
@@ -353,7 +341,6 @@ int http_error(struct req *r, unsigned status, const char *fmt, ...)
     struct http_resp *resp = http_resp_buffer(body, len, false);
     if (!resp)
         return -ENOMEM;
-    r->bytes_out += len;
     /* Warning: 299 (RFC 7234 5.5 "miscellaneous persistent warning"), the
      * form PS3.18 8.4 uses for details; quotes and control chars removed */
     char warn[600];
@@ -366,7 +353,37 @@ int http_error(struct req *r, unsigned status, const char *fmt, ...)
     http_resp_header(resp, "Warning", warn);
     if (status == 503)
         http_resp_header(resp, "Retry-After", "30");
-    return http_send(r, status, resp);
+    rc = http_send(r, status, resp);
+    if (rc == 0)
+        r->bytes_out += len;
+    return rc;
+}
+
+int http_error(struct req *r, unsigned status, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (r->responded || r->deferred_status)
+        return 0;
+    if (status >= 500)
+        log_error("req %llu: %s %s: %u %s", (unsigned long long)r->id, r->method_name,
+                  r->path ? r->path : "?", status, msg);
+    else
+        log_info("req %llu: %s %s: %u %s", (unsigned long long)r->id, r->method_name,
+                 r->path ? r->path : "?", status, msg);
+    if (r->in_body) {
+        /* MHD cannot queue a response while the body is still arriving:
+         * answer when it has ended (the rest of it is discarded) */
+        r->deferred_status = status;
+        r->deferred_msg = arena_strdup(r->a, msg);
+        if (!r->deferred_msg)
+            r->deferred_msg = "request refused";
+        return 0;
+    }
+    return send_error(r, status, msg);
 }
 
 /* ---- request lifecycle ---- */
@@ -530,20 +547,38 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
     }
     int rc = 0;
     if (!r->conn) {
+        /* first call: headers are in. MHD closes the connection after a
+         * response queued in this call, so requests without a body start on
+         * the second call (keep-alive); POST starts here, so that a refused
+         * upload (415, 413 by Content-Length...) is answered before its body
+         * is read. */
         r->conn = con;
+        if (strcmp(method, "POST") != 0)
+            return MHD_YES;
+    }
+    if (!r->started) {
+        r->started = true;
         rc = start(r, method);
         if (rc < 0 && !r->responded)
             http_error(r, http_status_from_err(rc), "%s",
                        rc == -ENOMEM ? "out of memory" : "request failed");
         (void)s;
-        return MHD_YES;
+        if (r->method == HTTP_POST) {
+            r->in_body = true; /* from now on MHD cannot queue until the body ends */
+            return MHD_YES;
+        }
     }
     if (*upload_data_size) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
-        if (r->responded)
-            return MHD_YES; /* an early answer (e.g. 413) was queued: discard */
         r->upload_bytes += n;
+        if (r->responded || r->deferred_status) {
+            /* refused: drain a bounded amount so the answer can be sent,
+             * then give up on the connection */
+            if (r->upload_bytes > r->app->cfg.max_body_bytes + ((uint64_t)64 << 20))
+                return MHD_NO;
+            return MHD_YES;
+        }
         if (r->upload_bytes > r->app->cfg.max_body_bytes) {
             http_error(r, 413, "request body larger than %llu bytes",
                        (unsigned long long)r->app->cfg.max_body_bytes);
@@ -551,9 +586,14 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
         }
         if (r->route && r->route->post_data) {
             rc = r->route->post_data(r, (const uint8_t *)upload_data, n);
-            if (rc < 0 && !r->responded)
+            if (rc < 0 && !r->responded && !r->deferred_status)
                 http_error(r, http_status_from_err(rc), "upload failed");
         }
+        return MHD_YES;
+    }
+    r->in_body = false;
+    if (r->deferred_status && !r->responded) {
+        send_error(r, r->deferred_status, r->deferred_msg);
         return MHD_YES;
     }
     if (!r->responded && r->method == HTTP_POST && r->route && r->route->post_end) {

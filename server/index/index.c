@@ -886,7 +886,7 @@ int index_iter_open(struct index *ix, const struct index_scope *sc, bool with_me
     if (r == 0)
         r = scope_where(sc, &sql);
     if (r == 0)
-        r = buf_puts(&sql, " ORDER BY se.series_number, se.pk, i.instance_number, i.pk");
+        r = buf_puts(&sql, " ORDER BY se.series_number, se.series_uid, i.instance_number, i.sop_uid");
     if (r == 0 && sqlite3_prepare_v2(it->c->db, sql.data, -1, &it->s, NULL) != SQLITE_OK)
         r = -EIO;
     buf_release(&sql);
@@ -1334,13 +1334,15 @@ int index_query_open(struct index *ix, const struct index_query *q, struct index
         r = buf_printf(&sql, "%s %s, ", cm->type == CT_PN ? cm->key_col : cm->col,
                        q->order[i].desc ? "DESC" : "ASC");
     }
+    /* deterministic, and the same after a reindex: ties break on UIDs */
     if (q->level == INDEX_STUDY)
-        r |= buf_puts(&sql, "s.study_date DESC, s.study_time DESC, s.pk DESC");
+        r |= buf_puts(&sql, "s.study_date DESC, s.study_time DESC, s.study_uid");
     else if (q->level == INDEX_SERIES)
-        r |= buf_puts(&sql, "s.study_date DESC, s.pk DESC, se.series_number, se.pk");
+        r |= buf_puts(&sql, "s.study_date DESC, s.study_time DESC, s.study_uid, "
+                            "se.series_number, se.series_uid");
     else
-        r |= buf_puts(&sql, "s.study_date DESC, s.pk DESC, se.series_number, se.pk, "
-                            "i.instance_number, i.pk");
+        r |= buf_puts(&sql, "s.study_date DESC, s.study_time DESC, s.study_uid, "
+                            "se.series_number, se.series_uid, i.instance_number, i.sop_uid");
     r |= buf_printf(&sql, " LIMIT %u OFFSET %u", q->limit, q->offset);
     if (r < 0)
         goto fail;

@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS study (
     created_ms          INTEGER NOT NULL,
     updated_ms          INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS study_order ON study (study_date DESC, study_time DESC, pk DESC);
+CREATE INDEX IF NOT EXISTS study_order ON study (study_date DESC, study_time DESC, study_uid);
 CREATE INDEX IF NOT EXISTS study_patient_id ON study (patient_id);
 CREATE INDEX IF NOT EXISTS study_patient_fk ON study (patient_fk);
 CREATE INDEX IF NOT EXISTS study_accession ON study (accession);
@@ -71,7 +71,7 @@ CREATE TABLE IF NOT EXISTS series (
     json                BLOB,      -- series level DICOM JSON
     updated_ms          INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS series_study ON series (study_fk, series_number, pk);
+CREATE INDEX IF NOT EXISTS series_study ON series (study_fk, series_number, series_uid);
 CREATE INDEX IF NOT EXISTS series_modality ON series (modality, study_fk);
 
 CREATE TABLE IF NOT EXISTS instance (
@@ -90,7 +90,7 @@ CREATE TABLE IF NOT EXISTS instance (
     size             INTEGER NOT NULL,
     created_ms       INTEGER NOT NULL
 );
-CREATE INDEX IF NOT EXISTS instance_series ON instance (series_fk, instance_number, pk);
+CREATE INDEX IF NOT EXISTS instance_series ON instance (series_fk, instance_number, sop_uid);
 CREATE INDEX IF NOT EXISTS instance_study ON instance (study_fk);
 
 -- kept apart so that scans of instance never page through blobs

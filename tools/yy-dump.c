@@ -1,0 +1,104 @@
+/*
+ * yy-dump - prints what ingest computes for a DICOM file, for tests and
+ * debugging: `yy-dump json FILE` (the DICOM JSON, BulkDataURIs relative),
+ * `yy-dump layout FILE` (transfer syntax, frames, bulk table as JSON),
+ * `yy-dump parse FILE` (exit status only; the error on stderr).
+ */
+#include "core/common.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dicom/dcm.h"
+#include "dicom/instance.h"
+#include "dicom/json.h"
+#include "dicom/layout.h"
+#include "core/banned.h"
+
+static int dump_layout(const struct layout *l)
+{
+    printf("{\"ts\":\"%s\",\"flags\":%u,\"rows\":%u,\"cols\":%u,\"spp\":%u,\"bits_alloc\":%u,"
+           "\"bits_stored\":%u,\"pixrep\":%u,\"planar\":%u,\"frames\":%u,\"photometric\":\"%s\","
+           "\"pixel_offset\":%llu,\"pixel_len\":%llu,\"frame_bytes\":%llu,\"encaps_frames\":[",
+           l->ts_uid, l->flags, l->rows, l->cols, l->spp, l->bits_alloc, l->bits_stored,
+           l->pixrep, l->planar, l->n_frames, l->photometric,
+           (unsigned long long)l->pixel_offset, (unsigned long long)l->pixel_len,
+           (unsigned long long)layout_native_frame_bytes(l));
+    if ((l->flags & LAYOUT_ENCAPS) && (l->flags & LAYOUT_FRAMES_OK)) {
+        for (uint32_t i = 0; i < l->n_frames; i++) {
+            printf("%s[", i ? "," : "");
+            for (uint32_t k = 0; k < l->frames[i].n_frags; k++) {
+                const struct dcm_frag *f = &l->frags[l->frames[i].first_frag + k];
+                printf("%s[%llu,%u]", k ? "," : "", (unsigned long long)f->offset, f->len);
+            }
+            printf("]");
+        }
+    }
+    printf("],\"bulk\":[");
+    for (uint32_t i = 0; i < l->n_bulk; i++)
+        printf("%s{\"path\":\"%s\",\"offset\":%llu,\"len\":%llu,\"encaps\":%d}", i ? "," : "",
+               l->bulk[i].path, (unsigned long long)l->bulk[i].offset,
+               (unsigned long long)l->bulk[i].len, (l->bulk[i].flags & DCM_E_ENCAPS) != 0);
+    printf("]}\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: yy-dump json|layout|parse FILE\n");
+        return 2;
+    }
+    int fd = open(argv[2], O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        perror(argv[2]);
+        return 2;
+    }
+    char err[256];
+    struct dcm_file *f = NULL;
+    int r = dcm_parse_fd(fd, NULL, &f, err, sizeof(err));
+    if (r < 0) {
+        fprintf(stderr, "parse: %s (%d)\n", err, r);
+        close(fd);
+        return 1;
+    }
+    int rc = 0;
+    if (!strcmp(argv[1], "json")) {
+        struct json_out o;
+        json_out_init(&o);
+        struct json_uris u = {"S", "SE", "I"};
+        r = json_write_dataset(f, &u, NULL, &o);
+        if (r < 0) {
+            fprintf(stderr, "json: %d\n", r);
+            rc = 1;
+        } else {
+            /* BulkDataURI base marks are left empty: URIs start with /studies */
+            fwrite(o.text.data, 1, o.text.len, stdout);
+            putchar('\n');
+        }
+        json_out_release(&o);
+    } else if (!strcmp(argv[1], "layout")) {
+        struct inst in;
+        enum inst_status st;
+        r = inst_from_file(f, fd, &in, &st, err, sizeof(err));
+        if (r < 0) {
+            /* objects without UIDs still have a layout */
+            struct json_out o;
+            json_out_init(&o);
+            struct json_uris u = {"S", "SE", "I"};
+            json_write_dataset(f, &u, NULL, &o);
+            struct layout l;
+            layout_from_file(f, fd, o.bulk, o.n_bulk, &l);
+            dump_layout(&l);
+            json_out_release(&o);
+        } else {
+            dump_layout(&in.layout);
+        }
+        inst_release(&in);
+    }
+    dcm_file_free(f);
+    close(fd);
+    return rc;
+}
