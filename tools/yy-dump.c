@@ -8,12 +8,14 @@
 
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "dicom/dcm.h"
 #include "dicom/instance.h"
 #include "dicom/json.h"
+#include "dicom/frame_read.h"
 #include "dicom/layout.h"
 #include "core/banned.h"
 
@@ -47,8 +49,8 @@ static int dump_layout(const struct layout *l)
 
 int main(int argc, char **argv)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: yy-dump json|layout|parse FILE\n");
+    if (argc != 3 && !(argc == 4 && !strcmp(argv[1], "frame"))) {
+        fprintf(stderr, "usage: yy-dump json|layout|parse FILE | frame FILE INDEX\n");
         return 2;
     }
     int fd = open(argv[2], O_RDONLY | O_CLOEXEC);
@@ -78,6 +80,28 @@ int main(int argc, char **argv)
             fwrite(o.text.data, 1, o.text.len, stdout);
             putchar('\n');
         }
+        json_out_release(&o);
+    } else if (!strcmp(argv[1], "frame")) {
+        /* the stored bytes of one frame (codestream or native) on stdout */
+        struct json_out o;
+        json_out_init(&o);
+        struct json_uris u = {"S", "SE", "I"};
+        json_write_dataset(f, &u, NULL, &o);
+        struct layout l;
+        layout_from_file(f, fd, o.bulk, o.n_bulk, &l);
+        struct buf b;
+        buf_init(&b, 0);
+        unsigned first_bit = 0;
+        r = frame_read(fd, &l, (uint32_t)strtoul(argv[3], NULL, 10), &b, &first_bit);
+        if (r < 0) {
+            fprintf(stderr, "frame: %d\n", r);
+            rc = 1;
+        } else {
+            fwrite(b.data, 1, b.len, stdout);
+            if (first_bit)
+                fprintf(stderr, "first_bit %u\n", first_bit);
+        }
+        buf_release(&b);
         json_out_release(&o);
     } else if (!strcmp(argv[1], "layout")) {
         struct inst in;

@@ -197,7 +197,13 @@ int inst_from_file(const struct dcm_file *f, int fd, struct inst *in, enum inst_
     in->referring_physician_name = text(f, &cs, TAG(0x0008, 0x0090));
     in->study_description = text(f, &cs, TAG(0x0008, 0x1030));
     in->study_id = text(f, &cs, TAG(0x0020, 0x0010));
+    /* where the study came from: InstitutionName, else the sending AE
+     * (File Meta SourceApplicationEntityTitle), else the station */
     in->institution_name = text(f, &cs, TAG(0x0008, 0x0080));
+    if (!in->institution_name)
+        in->institution_name = dcm_str(f, &f->meta, TAG_SOURCE_AE_TITLE);
+    if (!in->institution_name)
+        in->institution_name = text(f, &cs, TAG(0x0008, 0x1010));
     in->modality = text(f, &cs, TAG(0x0008, 0x0060));
     in->series_description = text(f, &cs, TAG(0x0008, 0x103E));
     in->body_part = text(f, &cs, TAG(0x0018, 0x0015));
