@@ -33,10 +33,6 @@ struct config {
     unsigned qido_default_limit; /* QIDO rows when no limit is given */
     unsigned qido_max_limit;   /* largest accepted limit */
     uint64_t disk_reserve_bytes; /* STOW answers 503 when free space would drop below */
-    uint64_t max_decoded_bytes;  /* decoded pixels one request may produce */
-    uint64_t render_cache_bytes; /* rendered-image cache */
-    unsigned jpeg_quality;     /* default quality of rendered / transcoded JPEG */
-    unsigned threads;          /* worker threads for rendering (0 = cores) */
 };
 
 /* Fills c with the built-in defaults. */
