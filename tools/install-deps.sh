@@ -9,9 +9,13 @@ libmicrohttpd-dev libjansson-dev libsqlite3-dev zlib1g-dev
 libjpeg62-turbo-dev libopenjp2-7-dev libcharls-dev libjxl-dev libpng-dev
 libgdcm-dev libcurl4-openssl-dev
 python3-pydicom python3-numpy dcmtk libgdcm-tools sqlite3 curl
-nodejs npm chromium"
+chromium"
 
 if [ "${YY_EXTRA_PKGS:-}" ]; then PKGS="$PKGS $YY_EXTRA_PKGS"; fi
+# Node.js and npm: any installation will do (some images ship NodeSource's
+# nodejs, which bundles npm and conflicts with Debian's npm package)
+command -v node >/dev/null 2>&1 || PKGS="$PKGS nodejs"
+command -v npm >/dev/null 2>&1 || PKGS="$PKGS npm"
 
 missing=""
 for p in $PKGS; do

@@ -18,6 +18,14 @@ int qido_studies(struct req *r);
 int qido_series(struct req *r);
 int qido_instances(struct req *r);
 
+/* WADO-RS, WADO-URI and DELETE (wado.c) */
+int wado_study(struct req *r);      /* retrieve study, series or instance */
+int wado_metadata(struct req *r);
+int wado_frames(struct req *r);
+int wado_bulkdata(struct req *r);
+int wado_uri(struct req *r);
+int wado_delete(struct req *r);
+
 /* static viewer and service pages (web.c) */
 int web_get(struct req *r);
 int web_root_redirect(struct req *r);

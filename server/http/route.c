@@ -13,20 +13,37 @@
 #define MAX_SEGS 32
 
 #define GET_ONLY "GET, HEAD, OPTIONS"
+#define GET_DELETE "GET, HEAD, DELETE, OPTIONS"
 
 /* clang-format off */
 static const struct route g_routes[] = {
     /* STOW-RS and QIDO-RS (PS3.18 10.5, 10.6) */
     {"/dicomweb/studies", qido_studies, NULL, stow_begin, stow_data, stow_end,
      "GET, HEAD, POST, OPTIONS"},
-    {"/dicomweb/studies/{study}", NULL, NULL, stow_begin, stow_data, stow_end,
-     "POST, OPTIONS"},
+    {"/dicomweb/studies/{study}", wado_study, wado_delete, stow_begin, stow_data, stow_end,
+     "GET, HEAD, POST, DELETE, OPTIONS"},
+    {"/dicomweb/studies/{study}/metadata", wado_metadata, NULL, NULL, NULL, NULL, GET_ONLY},
     {"/dicomweb/studies/{study}/series", qido_series, NULL, NULL, NULL, NULL, GET_ONLY},
     {"/dicomweb/series", qido_series, NULL, NULL, NULL, NULL, GET_ONLY},
+    {"/dicomweb/studies/{study}/series/{series}", wado_study, wado_delete, NULL, NULL, NULL,
+     GET_DELETE},
+    {"/dicomweb/studies/{study}/series/{series}/metadata", wado_metadata, NULL, NULL, NULL, NULL,
+     GET_ONLY},
     {"/dicomweb/studies/{study}/series/{series}/instances", qido_instances, NULL, NULL, NULL,
      NULL, GET_ONLY},
     {"/dicomweb/studies/{study}/instances", qido_instances, NULL, NULL, NULL, NULL, GET_ONLY},
     {"/dicomweb/instances", qido_instances, NULL, NULL, NULL, NULL, GET_ONLY},
+    {"/dicomweb/studies/{study}/series/{series}/instances/{instance}", wado_study, wado_delete,
+     NULL, NULL, NULL, GET_DELETE},
+    {"/dicomweb/studies/{study}/series/{series}/instances/{instance}/metadata", wado_metadata,
+     NULL, NULL, NULL, NULL, GET_ONLY},
+    {"/dicomweb/studies/{study}/series/{series}/instances/{instance}/frames/{frames}",
+     wado_frames, NULL, NULL, NULL, NULL, GET_ONLY},
+    {"/dicomweb/studies/{study}/series/{series}/instances/{instance}/bulkdata/{bulk*}",
+     wado_bulkdata, NULL, NULL, NULL, NULL, GET_ONLY},
+    /* WADO-URI (PS3.18 9) */
+    {"/wado", wado_uri, NULL, NULL, NULL, NULL, GET_ONLY},
+    {"/dicomweb/wado", wado_uri, NULL, NULL, NULL, NULL, GET_ONLY},
     /* service */
     {"/status", service_status, NULL, NULL, NULL, NULL, GET_ONLY},
     /* the viewer (static files) */

@@ -1,0 +1,1126 @@
+/*
+ * wado.c - WADO-RS (PS3.18 10.4): retrieve study / series / instance,
+ * metadata, frames and bulk data; WADO-URI (PS3.18 9); DELETE.
+ *
+ * Everything that can fail (lookup, negotiation, opening files) happens
+ * before the response is queued; then parts stream from the stored files
+ * (pread into the response buffer, or sendfile for single-file bodies) or
+ * from precomputed metadata blobs. Nothing is parsed on reads unless a
+ * transcoding was asked for.
+ */
+#include "core/common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "app.h"
+#include "core/arena.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "core/sha256.h"
+#include "dicom/frame_read.h"
+#include "dicom/layout.h"
+#include "dicom/metablob.h"
+#include "dicom/ts.h"
+#include "dicom/xml.h"
+#include "dicomweb/handlers.h"
+#include "dicomweb/mp_out.h"
+#include "dicomweb/transcode.h"
+#include "http/mime.h"
+#include "index/index.h"
+#include "store/store.h"
+#include "core/banned.h"
+
+#define MAX_FRAME_LIST 2048
+#define DECODE_LIMIT ((uint64_t)1 << 30)
+
+/* ---- helpers ---- */
+
+static bool uid_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
+            return false;
+    return true;
+}
+
+/* Validates the UIDs in the path; 400 names the bad one. */
+static int check_path_uids(struct req *r)
+{
+    static const char *const names[] = {"study", "series", "instance"};
+    for (int i = P_STUDY; i <= P_INSTANCE; i++)
+        if (r->param[i] && !uid_ok(r->param[i]))
+            return http_error(r, 400, "the %s UID in the URL is not a valid UID", names[i]) < 0
+                       ? -EIO
+                       : 1;
+    return 0;
+}
+
+static struct index_scope path_scope(struct req *r)
+{
+    struct index_scope sc = {r->param[P_STUDY], r->param[P_SERIES], r->param[P_INSTANCE]};
+    return sc;
+}
+
+/* The Accept value: the "accept" query parameter overrides the header
+ * (PS3.18 8.3.3.1). */
+static const char *accept_value(struct req *r)
+{
+    const char *qa = query_get(&r->query, "accept");
+    if (qa && *qa)
+        return qa;
+    return http_header(r, "Accept");
+}
+
+static int parse_accept(struct req *r, struct mime_accept *ma)
+{
+    const char *a = accept_value(r);
+    if (mime_parse_accept(r->a, a, ma) < 0) {
+        http_error(r, 400, "malformed Accept");
+        return 1;
+    }
+    return 0;
+}
+
+/* Stable order by q (descending), keeping the client's order among equals. */
+static void sort_by_q(struct mime_accept *ma, unsigned *order)
+{
+    for (unsigned i = 0; i < ma->n; i++)
+        order[i] = i;
+    for (unsigned i = 1; i < ma->n; i++) {
+        unsigned k = order[i], j = i;
+        while (j > 0 && ma->ranges[order[j - 1]].q < ma->ranges[k].q) {
+            order[j] = order[j - 1];
+            j--;
+        }
+        order[j] = k;
+    }
+}
+
+static bool is_any(const struct mime_type *t)
+{
+    return !strcmp(t->type, "*") && !strcmp(t->subtype, "*");
+}
+
+static void http_date(int64_t ms, char out[40])
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 40, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+}
+
+/* ---- instance retrieval ---- */
+
+struct inst_row {
+    char *sop, *rel, *ts, *study, *series;
+    uint64_t size;
+    const char *send_ts; /* negotiated transfer syntax */
+};
+
+struct retrieve {
+    struct app *app;
+    struct inst_row *rows;
+    size_t n, next;
+    char err[256];
+};
+
+static void retrieve_free(void *p)
+{
+    struct retrieve *rt = p;
+    for (size_t i = 0; i < rt->n; i++) {
+        free(rt->rows[i].sop);
+        free(rt->rows[i].rel);
+        free(rt->rows[i].ts);
+        free(rt->rows[i].study);
+        free(rt->rows[i].series);
+    }
+    free(rt->rows);
+    free(rt);
+}
+
+static int load_rows(struct app *app, const struct index_scope *sc, struct retrieve *rt)
+{
+    struct index_iter *it;
+    int r = index_iter_open(app->index, sc, false, false, &it);
+    if (r < 0)
+        return r;
+    size_t cap = 0;
+    struct index_instance row;
+    while ((r = index_iter_next(it, &row)) == 1) {
+        if (rt->n == cap) {
+            cap = cap ? cap * 2 : 64;
+            struct inst_row *nr = realloc(rt->rows, cap * sizeof(*nr));
+            if (!nr) {
+                r = -ENOMEM;
+                break;
+            }
+            rt->rows = nr;
+        }
+        struct inst_row *ir = &rt->rows[rt->n++];
+        memset(ir, 0, sizeof(*ir));
+        ir->sop = strdup(row.sop_uid);
+        ir->rel = strdup(row.rel_path);
+        ir->ts = strdup(row.ts_uid ? row.ts_uid : UID_IMPLICIT_LE);
+        ir->study = strdup(row.study_uid);
+        ir->series = strdup(row.series_uid);
+        ir->size = row.size;
+        if (!ir->sop || !ir->rel || !ir->ts || !ir->study || !ir->series) {
+            r = -ENOMEM;
+            break;
+        }
+    }
+    index_iter_close(it);
+    return r < 0 ? r : 0;
+}
+
+/* Chooses the transfer syntax for one instance from the Accept ranges;
+ * NULL when none fits. */
+static const char *choose_ts(const struct mime_accept *ma, const unsigned *order, const char *stored,
+                             const struct layout *l, bool *transcode)
+{
+    for (unsigned k = 0; k < ma->n; k++) {
+        const struct mime_type *t = &ma->ranges[order[k]];
+        if (t->q <= 0)
+            continue;
+        bool dicom = false;
+        if (mime_matches(t, "multipart", "related")) {
+            const char *ty = mime_param(t, "type");
+            dicom = !ty || !strcmp(ty, "application/dicom");
+        } else if (mime_matches(t, "application", "dicom") || is_any(t) ||
+                   (!strcmp(t->type, "application") && !strcmp(t->subtype, "*")) ||
+                   (!strcmp(t->type, "multipart") && !strcmp(t->subtype, "*"))) {
+            dicom = true;
+        }
+        if (!dicom)
+            continue;
+        const char *want = mime_param(t, "transfer-syntax");
+        if (want && !strcmp(want, "*")) {
+            const char *as = transcode_as_stored(stored);
+            *transcode = strcmp(as, stored) != 0;
+            if (!*transcode || transcode_possible(stored, as, l))
+                return as;
+            continue;
+        }
+        /* PS3.18 8.7.3.5.2: no transfer-syntax parameter means Explicit VR LE */
+        if (!want)
+            want = UID_EXPLICIT_LE;
+        if (!strcmp(want, UID_IMPLICIT_LE))
+            continue; /* never over the web */
+        if (!strcmp(want, stored)) {
+            *transcode = false;
+            return want;
+        }
+        if (transcode_possible(stored, want, l)) {
+            *transcode = true;
+            return want;
+        }
+    }
+    return NULL;
+}
+
+static int next_instance(void *ctx, struct mp_out_part *p)
+{
+    struct retrieve *rt = ctx;
+    if (rt->next >= rt->n)
+        return 0;
+    struct inst_row *ir = &rt->rows[rt->next++];
+    int fd;
+    int r = store_open_object(rt->app->store, ir->rel, &fd);
+    if (r < 0) {
+        log_error("retrieve: instance file missing (%d); aborting the response", r);
+        return r;
+    }
+    snprintf(p->headers, sizeof(p->headers),
+             "Content-Type: application/dicom; transfer-syntax=%s\r\n"
+             "Content-Location: /dicomweb/studies/%s/series/%s/instances/%s\r\n",
+             ir->send_ts, ir->study, ir->series, ir->sop);
+    if (!strcmp(ir->send_ts, ir->ts)) {
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+            close(fd);
+            return -EIO;
+        }
+        p->fd = fd;
+        p->off = 0;
+        p->len = (uint64_t)st.st_size;
+        return 1;
+    }
+    /* transcode this one instance in memory */
+    struct arena *a = arena_new(0);
+    struct index_instance ii;
+    struct layout l;
+    r = a ? index_get_instance(rt->app->index, ir->sop, true, a, &ii) : -ENOMEM;
+    if (r == 0)
+        r = layout_decode(ii.layout, ii.layout_len, a, &l);
+    if (r == 0)
+        r = transcode_instance(fd, &l, ir->send_ts, 90, DECODE_LIMIT, &p->mem, rt->err,
+                               sizeof(rt->err));
+    arena_free(a);
+    close(fd);
+    if (r < 0) {
+        log_error("retrieve: transcoding an instance failed (%d: %s); aborting the response", r,
+                  rt->err);
+        return r;
+    }
+    return 1;
+}
+
+static int retrieve(struct req *r)
+{
+    int rc = check_path_uids(r);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    struct mime_accept ma;
+    if (parse_accept(r, &ma))
+        return 0;
+    unsigned order[MIME_MAX_RANGES];
+    sort_by_q(&ma, order);
+    struct retrieve *rt = calloc(1, sizeof(*rt));
+    if (!rt)
+        return -ENOMEM;
+    rt->app = r->app;
+    struct index_scope sc = path_scope(r);
+    rc = load_rows(r->app, &sc, rt);
+    if (rc < 0) {
+        retrieve_free(rt);
+        return rc;
+    }
+    if (rt->n == 0) {
+        retrieve_free(rt);
+        return http_error(r, 404, "no such %s", sc.sop_uid ? "instance" : sc.series_uid ? "series" : "study");
+    }
+    const char *boundary = mp_out_boundary(r);
+    uint64_t total = mp_out_close_len(boundary);
+    bool known = true;
+    for (size_t i = 0; i < rt->n; i++) {
+        struct inst_row *ir = &rt->rows[i];
+        bool tc = false;
+        struct layout dummy;
+        memset(&dummy, 0, sizeof(dummy));
+        dummy.flags = LAYOUT_PIXELS;
+        ir->send_ts = choose_ts(&ma, order, ir->ts, &dummy, &tc);
+        if (!ir->send_ts) {
+            retrieve_free(rt);
+            return http_error(r, 406, "no acceptable transfer syntax: an instance is stored as %s "
+                                      "and cannot be converted to what Accept allows",
+                              rt->rows[i].ts);
+        }
+        if (tc) {
+            known = false;
+        } else {
+            char hdr[512];
+            snprintf(hdr, sizeof(hdr),
+                     "Content-Type: application/dicom; transfer-syntax=%s\r\n"
+                     "Content-Location: /dicomweb/studies/%s/series/%s/instances/%s\r\n",
+                     ir->send_ts, ir->study, ir->series, ir->sop);
+            total += mp_out_part_overhead(boundary, hdr) + ir->size;
+        }
+    }
+    struct http_resp *resp = mp_out_response(boundary, known ? total : HTTP_SIZE_UNKNOWN,
+                                             next_instance, rt, retrieve_free, &r->bytes_out);
+    if (!resp)
+        return -ENOMEM;
+    char *ct = arena_printf(r->a, "multipart/related; type=\"application/dicom\"; boundary=%s",
+                            boundary);
+    http_resp_header(resp, "Content-Type", ct);
+    return http_send(r, 200, resp);
+}
+
+int wado_study(struct req *r)
+{
+    return retrieve(r);
+}
+
+/* ---- metadata ---- */
+
+struct meta_stream {
+    struct index_iter *it;
+    char *base;
+    bool gzip, xml;
+    const char *boundary;
+    struct gz_piece base_piece, comma, open, close;
+    struct gz_cat cat;
+    struct buf out;
+    size_t pos;
+    unsigned rows;
+    bool done;
+    uint64_t *bytes;
+};
+
+static void meta_free(void *p)
+{
+    struct meta_stream *m = p;
+    index_iter_close(m->it);
+    free(m->base);
+    gz_piece_release(&m->base_piece);
+    gz_piece_release(&m->comma);
+    gz_piece_release(&m->open);
+    gz_piece_release(&m->close);
+    buf_release(&m->out);
+    free(m);
+}
+
+static int meta_produce(struct meta_stream *m)
+{
+    struct index_instance row;
+    int rc = index_iter_next(m->it, &row);
+    if (rc < 0)
+        return rc;
+    if (rc == 0) {
+        m->done = true;
+        if (m->xml)
+            return buf_printf(&m->out, "\r\n--%s--\r\n", m->boundary);
+        if (m->gzip) {
+            if (m->rows == 0)
+                gz_cat_piece(&m->cat, &m->open, &m->out);
+            gz_cat_piece(&m->cat, &m->close, &m->out);
+            return gz_cat_trailer(&m->cat, &m->out);
+        }
+        return buf_puts(&m->out, m->rows ? "]" : "[]");
+    }
+    if (!row.meta)
+        return -EIO;
+    if (m->xml) {
+        struct buf js;
+        buf_init(&js, (size_t)512 << 20);
+        int r = metablob_inflate(row.meta, row.meta_len, m->base, &js);
+        json_t *o = r == 0 ? json_loadb(js.data, js.len, 0, NULL) : NULL;
+        buf_release(&js);
+        if (!o)
+            return -EBADMSG;
+        r = buf_printf(&m->out, "%s--%s\r\nContent-Type: application/dicom+xml\r\n\r\n",
+                       m->rows ? "\r\n" : "", m->boundary);
+        if (r == 0)
+            r = xml_from_json(o, &m->out);
+        json_decref(o);
+        m->rows++;
+        return r;
+    }
+    int r;
+    if (m->gzip) {
+        r = gz_cat_piece(&m->cat, m->rows ? &m->comma : &m->open, &m->out);
+        if (r == 0)
+            r = gz_cat_blob(&m->cat, row.meta, row.meta_len, &m->base_piece, &m->out);
+    } else {
+        r = buf_putc(&m->out, m->rows ? ',' : '[');
+        if (r == 0)
+            r = metablob_inflate(row.meta, row.meta_len, m->base, &m->out);
+    }
+    m->rows++;
+    return r;
+}
+
+static ssize_t meta_read(void *ctx, uint64_t pos, char *dst, size_t max)
+{
+    struct meta_stream *m = ctx;
+    (void)pos;
+    while (m->out.len - m->pos < max && !m->done) {
+        if (m->pos > 0 && m->pos == m->out.len) {
+            buf_reset(&m->out);
+            m->pos = 0;
+        }
+        int rc = meta_produce(m);
+        if (rc < 0) {
+            log_error("metadata: failed while streaming (%d); aborting the response", rc);
+            return HTTP_STREAM_ERROR;
+        }
+    }
+    size_t avail = m->out.len - m->pos;
+    if (avail == 0)
+        return HTTP_STREAM_END;
+    size_t n = avail < max ? avail : max;
+    memcpy(dst, m->out.data + m->pos, n);
+    m->pos += n;
+    *m->bytes += n;
+    return (ssize_t)n;
+}
+
+static bool accepts_gzip(struct req *r)
+{
+    const char *ae = http_header(r, "Accept-Encoding");
+    if (!ae)
+        return false;
+    /* "gzip" listed and not with q=0 */
+    const char *p = strstr(ae, "gzip");
+    if (!p)
+        return false;
+    const char *q = strstr(p, "q=0");
+    const char *comma = strchr(p, ',');
+    if (q && (!comma || q < comma) && !(q[3] == '.' && q[4] && q[4] != '0'))
+        return false;
+    return true;
+}
+
+int wado_metadata(struct req *r)
+{
+    int rc = check_path_uids(r);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    struct mime_accept ma;
+    if (parse_accept(r, &ma))
+        return 0;
+    double best_json = -1, best_xml = -1;
+    for (unsigned i = 0; i < ma.n; i++) {
+        struct mime_type *t = &ma.ranges[i];
+        if (t->q <= 0)
+            continue;
+        if (mime_matches(t, "application", "dicom+json") || mime_matches(t, "application", "json") ||
+            is_any(t) || (!strcmp(t->type, "application") && !strcmp(t->subtype, "*")))
+            best_json = t->q > best_json ? t->q : best_json;
+        if (mime_matches(t, "multipart", "related")) {
+            const char *ty = mime_param(t, "type");
+            if (ty && !strcmp(ty, "application/dicom+xml"))
+                best_xml = t->q > best_xml ? t->q : best_xml;
+        }
+    }
+    if (best_json < 0 && best_xml < 0)
+        return http_error(r, 406, "metadata is available as application/dicom+json or "
+                                  "multipart/related; type=\"application/dicom+xml\"");
+    bool xml = best_xml > best_json;
+    struct index_scope sc = path_scope(r);
+    uint64_t count;
+    int64_t max_ms, sum_pk;
+    rc = index_scope_stat(r->app->index, &sc, &count, &max_ms, &sum_pk);
+    if (rc == -ENOENT)
+        return http_error(r, 404, "no such %s",
+                          sc.sop_uid ? "instance" : sc.series_uid ? "series" : "study");
+    if (rc < 0)
+        return rc;
+    const char *base = arena_printf(r->a, "%s/dicomweb", http_base_url(r));
+    bool gzip = !xml && accepts_gzip(r);
+    /* the validator covers content (instances and their times), the base
+     * URL written into BulkDataURIs, and the representation */
+    char key[512], hex[65];
+    snprintf(key, sizeof(key), "%llu|%lld|%lld|%s|%d|%d", (unsigned long long)count,
+             (long long)max_ms, (long long)sum_pk, base, xml, gzip);
+    sha256_hex(key, strlen(key), hex);
+    char etag[40], lm[40];
+    snprintf(etag, sizeof(etag), "\"%.24s\"", hex);
+    http_date(max_ms, lm);
+    const char *inm = http_header(r, "If-None-Match");
+    if (inm && (strstr(inm, etag) || !strcmp(inm, "*"))) {
+        struct http_resp *resp = http_resp_buffer((void *)"", 0, true);
+        if (!resp)
+            return -ENOMEM;
+        http_resp_header(resp, "ETag", etag);
+        http_resp_header(resp, "Last-Modified", lm);
+        return http_send(r, 304, resp);
+    }
+    struct meta_stream *m = calloc(1, sizeof(*m));
+    if (!m)
+        return -ENOMEM;
+    m->base = strdup(base);
+    m->gzip = gzip;
+    m->xml = xml;
+    m->bytes = &r->bytes_out;
+    buf_init(&m->out, (size_t)1 << 30);
+    gz_piece_init(&m->base_piece);
+    gz_piece_init(&m->comma);
+    gz_piece_init(&m->open);
+    gz_piece_init(&m->close);
+    gz_cat_init(&m->cat);
+    rc = m->base ? index_iter_open(r->app->index, &sc, true, false, &m->it) : -ENOMEM;
+    if (rc == 0 && gzip) {
+        rc = gz_piece_make(&m->base_piece, base, strlen(base));
+        rc |= gz_piece_make(&m->comma, ",", 1);
+        rc |= gz_piece_make(&m->open, "[", 1);
+        rc |= gz_piece_make(&m->close, "]", 1);
+        rc |= gz_cat_header(&m->out);
+    }
+    if (rc == 0 && xml)
+        m->boundary = mp_out_boundary(r);
+    if (rc < 0) {
+        meta_free(m);
+        return rc;
+    }
+    struct http_resp *resp = http_resp_stream(HTTP_SIZE_UNKNOWN, meta_read, m, meta_free);
+    if (!resp)
+        return -ENOMEM;
+    if (xml)
+        http_resp_header(resp, "Content-Type",
+                         arena_printf(r->a, "multipart/related; type=\"application/dicom+xml\"; "
+                                            "boundary=%s",
+                                      m->boundary));
+    else
+        http_resp_header(resp, "Content-Type", "application/dicom+json");
+    if (gzip)
+        http_resp_header(resp, "Content-Encoding", "gzip");
+    http_resp_header(resp, "Vary", "Accept, Accept-Encoding");
+    http_resp_header(resp, "ETag", etag);
+    http_resp_header(resp, "Last-Modified", lm);
+    http_resp_header(resp, "Cache-Control", "no-cache");
+    return http_send(r, 200, resp);
+}
+
+/* ---- one instance: lookup + layout ---- */
+
+struct one {
+    struct index_instance ii;
+    struct layout l;
+    int fd;
+};
+
+static void close_fd(void *p)
+{
+    int *fd = p;
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* Finds the instance of the URL, checks it belongs to its study/series,
+ * decodes its layout and opens its file (closed with the request). */
+static int load_one(struct req *r, struct one *o)
+{
+    int rc = check_path_uids(r);
+    if (rc)
+        return rc < 0 ? rc : 1;
+    o->fd = -1;
+    rc = index_get_instance(r->app->index, r->param[P_INSTANCE], true, r->a, &o->ii);
+    if (rc == -ENOENT || (rc == 0 && (strcmp(o->ii.study_uid, r->param[P_STUDY]) != 0 ||
+                                      strcmp(o->ii.series_uid, r->param[P_SERIES]) != 0))) {
+        http_error(r, 404, "no such instance");
+        return 1;
+    }
+    if (rc < 0)
+        return rc;
+    rc = layout_decode(o->ii.layout, o->ii.layout_len, r->a, &o->l);
+    if (rc < 0) {
+        http_error(r, 500, "the stored layout of this instance is unreadable");
+        return 1;
+    }
+    rc = store_open_object(r->app->store, o->ii.rel_path, &o->fd);
+    if (rc < 0) {
+        http_error(r, 500, "the stored file of this instance is missing");
+        return 1;
+    }
+    if (arena_on_release(r->a, close_fd, &o->fd) < 0) {
+        close(o->fd);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
+/* ---- frames ---- */
+
+struct frame_job {
+    struct app *app;
+    int fd;
+    struct layout *l;
+    uint32_t *frames;
+    uint32_t n, next;
+    enum { FJ_STORED, FJ_NATIVE } mode;
+    const char *part_type; /* multipart type (for part headers) */
+    char err[256];
+};
+
+/* Parses "1,3,5" into 0-based indexes; 400/404 sent on errors (returns 1). */
+static int parse_frames(struct req *r, const struct layout *l, uint32_t **out, uint32_t *n_out)
+{
+    const char *s = r->param[P_FRAMES];
+    size_t n = 1;
+    for (const char *p = s; *p; p++)
+        n += *p == ',';
+    if (n > MAX_FRAME_LIST) {
+        http_error(r, 400, "more than %d frame numbers in one request", MAX_FRAME_LIST);
+        return 1;
+    }
+    uint32_t *v = arena_alloc(r->a, n * sizeof(*v));
+    if (!v)
+        return -ENOMEM;
+    uint32_t k = 0;
+    const char *p = s;
+    while (1) {
+        const char *e = p;
+        while (*e && *e != ',')
+            e++;
+        size_t len = (size_t)(e - p);
+        bool digits = len > 0 && len <= 9;
+        for (size_t i = 0; digits && i < len; i++)
+            digits = p[i] >= '0' && p[i] <= '9';
+        if (!digits) {
+            http_error(r, 400, "frame numbers must be positive integers separated by commas");
+            return 1;
+        }
+        unsigned long f = strtoul(p, NULL, 10);
+        if (f == 0) {
+            http_error(r, 400, "frame numbers start at 1");
+            return 1;
+        }
+        if (!(l->flags & LAYOUT_PIXELS)) {
+            http_error(r, 404, "this instance has no pixel data");
+            return 1;
+        }
+        if (f > l->n_frames) {
+            http_error(r, 404, "frame %lu does not exist (the instance has %u)", f, l->n_frames);
+            return 1;
+        }
+        v[k++] = (uint32_t)(f - 1);
+        if (!*e)
+            break;
+        p = e + 1;
+    }
+    if (!(l->flags & LAYOUT_FRAMES_OK)) {
+        http_error(r, 500, "the frames of this instance could not be located at ingest");
+        return 1;
+    }
+    *out = v;
+    *n_out = k;
+    return 0;
+}
+
+static int next_frame(void *ctx, struct mp_out_part *p)
+{
+    struct frame_job *j = ctx;
+    if (j->next >= j->n)
+        return 0;
+    uint32_t idx = j->frames[j->next++];
+    int r;
+    if (j->mode == FJ_STORED) {
+        const struct ts_info *t = ts_lookup(j->l->ts_uid);
+        const char *mt = j->part_type ? j->part_type : t ? t->media_type : "application/octet-stream";
+        snprintf(p->headers, sizeof(p->headers), "Content-Type: %s; transfer-syntax=%s\r\n", mt,
+                 j->l->ts_uid);
+        r = frame_read(j->fd, j->l, idx, &p->mem, NULL);
+    } else {
+        char photometric[20];
+        snprintf(p->headers, sizeof(p->headers),
+                 "Content-Type: application/octet-stream; transfer-syntax=%s\r\n", UID_EXPLICIT_LE);
+        r = transcode_frame_native(j->fd, j->l, idx, DECODE_LIMIT, &p->mem, photometric, j->err,
+                                   sizeof(j->err));
+    }
+    if (r < 0) {
+        log_error("frames: frame %u failed (%d %s); aborting the response", idx + 1, r, j->err);
+        return r;
+    }
+    return 1;
+}
+
+static void frame_job_free(void *p)
+{
+    struct frame_job *j = p;
+    if (j->fd >= 0)
+        close(j->fd);
+    free(j);
+}
+
+/* What the client accepts for frames. */
+struct frame_choice {
+    bool ok;
+    bool stored;          /* send the stored encoding */
+    bool multipart;
+    const char *part_type;/* media type of parts when stored and asked as octet-stream */
+};
+
+static struct frame_choice choose_frames(const struct mime_accept *ma, const unsigned *order,
+                                         const struct layout *l)
+{
+    struct frame_choice c = {false, false, true, NULL};
+    bool native_stored = !(l->flags & LAYOUT_ENCAPS);
+    const struct ts_info *t = ts_lookup(l->ts_uid);
+    const char *stored_mt = t ? t->media_type : "application/octet-stream";
+    for (unsigned k = 0; k < ma->n; k++) {
+        const struct mime_type *m = &ma->ranges[order[k]];
+        if (m->q <= 0)
+            continue;
+        const char *type = NULL, *ts = mime_param(m, "transfer-syntax");
+        bool multipart = false;
+        if (mime_matches(m, "multipart", "related")) {
+            type = mime_param(m, "type");
+            multipart = true;
+            if (!type)
+                type = "application/octet-stream";
+        } else if (is_any(m)) {
+            type = "*/*";
+        } else {
+            char full[128];
+            snprintf(full, sizeof(full), "%s/%s", m->type, m->subtype);
+            type = NULL;
+            if (!strcmp(full, "application/octet-stream") || !strcmp(full, stored_mt) ||
+                !strcmp(m->subtype, "*"))
+                type = strcmp(full, "application/octet-stream") ? stored_mt
+                                                                 : "application/octet-stream";
+        }
+        if (!type)
+            continue;
+        bool want_octet = !strcmp(type, "application/octet-stream");
+        if (!strcmp(type, "*/*")) {
+            /* anything: stored bytes */
+            c.ok = c.stored = true;
+            c.multipart = true;
+            return c;
+        }
+        if (want_octet) {
+            if ((ts && !strcmp(ts, "*")) || native_stored) {
+                if (native_stored && (l->flags & (LAYOUT_BIG)) == 0 && l->bits_alloc != 1 &&
+                    !(l->flags & LAYOUT_DEFLATED)) {
+                    c.ok = c.stored = true;
+                } else if (native_stored) {
+                    c.ok = true; /* byte swap / inflate / bit repack */
+                } else {
+                    c.ok = c.stored = true;
+                    c.part_type = "application/octet-stream";
+                }
+                c.multipart = multipart || true;
+                return c;
+            }
+            /* decoded native pixels of a compressed frame */
+            if (!ts || !strcmp(ts, UID_EXPLICIT_LE)) {
+                if (transcode_can_decode(l->ts_uid)) {
+                    c.ok = true;
+                    return c;
+                }
+            }
+            continue;
+        }
+        /* a compressed media type: the stored one (transfer-syntax * or equal) */
+        if (!strcmp(type, stored_mt) && !native_stored &&
+            (!ts || !strcmp(ts, "*") || !strcmp(ts, l->ts_uid))) {
+            c.ok = c.stored = true;
+            return c;
+        }
+    }
+    return c;
+}
+
+int wado_frames(struct req *r)
+{
+    struct one *o = arena_zalloc(r->a, sizeof(*o));
+    if (!o)
+        return -ENOMEM;
+    int rc = load_one(r, o);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    uint32_t *frames, n;
+    rc = parse_frames(r, &o->l, &frames, &n);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    struct mime_accept ma;
+    if (parse_accept(r, &ma))
+        return 0;
+    unsigned order[MIME_MAX_RANGES];
+    sort_by_q(&ma, order);
+    struct frame_choice c = choose_frames(&ma, order, &o->l);
+    if (!c.ok)
+        return http_error(r, 406, "frames of this instance (%s) are not available in the "
+                                  "requested media type",
+                          o->l.ts_uid);
+    struct frame_job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return -ENOMEM;
+    j->app = r->app;
+    j->fd = dup(o->fd);
+    j->l = &o->l;
+    j->frames = frames;
+    j->n = n;
+    j->mode = c.stored ? FJ_STORED : FJ_NATIVE;
+    j->part_type = c.part_type;
+    if (j->fd < 0) {
+        free(j);
+        return -EIO;
+    }
+    const char *boundary = mp_out_boundary(r);
+    const struct ts_info *t = ts_lookup(o->l.ts_uid);
+    const char *type = j->mode == FJ_NATIVE || !t || c.part_type ? "application/octet-stream"
+                                                                 : t->media_type;
+    struct http_resp *resp = mp_out_response(boundary, HTTP_SIZE_UNKNOWN, next_frame, j,
+                                             frame_job_free, &r->bytes_out);
+    if (!resp)
+        return -ENOMEM;
+    http_resp_header(resp, "Content-Type",
+                     arena_printf(r->a, "multipart/related; type=\"%s\"; boundary=%s", type,
+                                  boundary));
+    return http_send(r, 200, resp);
+}
+
+/* ---- bulk data ---- */
+
+int wado_bulkdata(struct req *r)
+{
+    struct one *o = arena_zalloc(r->a, sizeof(*o));
+    if (!o)
+        return -ENOMEM;
+    int rc = load_one(r, o);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    const struct layout_bulk *b = layout_find_bulk(&o->l, r->param[P_BULK]);
+    if (!b)
+        return http_error(r, 404, "no bulk data at this path");
+    struct mime_accept ma;
+    if (parse_accept(r, &ma))
+        return 0;
+    bool single = false, multi = false;
+    for (unsigned i = 0; i < ma.n; i++) {
+        struct mime_type *t = &ma.ranges[i];
+        if (t->q <= 0)
+            continue;
+        if (mime_matches(t, "application", "octet-stream") || is_any(t))
+            single = true;
+        if (mime_matches(t, "multipart", "related")) {
+            const char *ty = mime_param(t, "type");
+            if (!ty || !strcmp(ty, "application/octet-stream"))
+                multi = true;
+        }
+    }
+    if (!single && !multi)
+        return http_error(r, 406, "bulk data is available as application/octet-stream");
+    if (b->flags & DCM_E_ENCAPS)
+        return http_error(r, 406, "this is encapsulated pixel data: retrieve it as frames");
+    bool zero_copy = !(o->l.flags & (LAYOUT_DEFLATED | LAYOUT_BIG));
+    uint64_t off = b->offset, len = b->len;
+    /* HTTP Range (RFC 9110 14): a single range on single-part responses */
+    const char *range = http_header(r, "Range");
+    unsigned status = 200;
+    char content_range[96] = "";
+    if (single && range) {
+        unsigned long long a = 0, z = len ? len - 1 : 0;
+        char *end;
+        bool ok = !strncmp(range, "bytes=", 6) && !strchr(range, ',');
+        if (ok && range[6] == '-') {
+            unsigned long long suffix = strtoull(range + 7, &end, 10);
+            ok = end != range + 7 && *end == 0 && suffix > 0;
+            if (ok) {
+                a = suffix >= len ? 0 : len - suffix;
+            }
+        } else if (ok) {
+            a = strtoull(range + 6, &end, 10);
+            ok = end != range + 6 && *end == '-';
+            if (ok && end[1]) {
+                char *e2;
+                z = strtoull(end + 1, &e2, 10);
+                ok = *e2 == 0 && z >= a;
+            }
+        }
+        if (!ok || a >= len) {
+            struct http_resp *resp = http_resp_buffer((void *)"", 0, true);
+            if (!resp)
+                return -ENOMEM;
+            char cr[64];
+            snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)len);
+            http_resp_header(resp, "Content-Range", cr);
+            return http_send(r, 416, resp);
+        }
+        if (z >= len)
+            z = len - 1;
+        snprintf(content_range, sizeof(content_range), "bytes %llu-%llu/%llu", a, z,
+                 (unsigned long long)len);
+        off += a;
+        len = z - a + 1;
+        status = 206;
+    }
+    if (single && zero_copy) {
+        int fd = dup(o->fd);
+        if (fd < 0)
+            return -EIO;
+        struct http_resp *resp = http_resp_fd(fd, off, len);
+        if (!resp)
+            return -ENOMEM;
+        r->bytes_out += len;
+        http_resp_header(resp, "Content-Type", "application/octet-stream");
+        http_resp_header(resp, "Accept-Ranges", "bytes");
+        if (status == 206)
+            http_resp_header(resp, "Content-Range", content_range);
+        return http_send(r, status, resp);
+    }
+    struct buf data;
+    buf_init(&data, DECODE_LIMIT);
+    rc = frame_read_range(o->fd, &o->l, off, len, &data);
+    if (rc < 0) {
+        buf_release(&data);
+        return http_error(r, 500, "cannot read the bulk data (%d)", rc);
+    }
+    if (o->l.flags & LAYOUT_BIG) {
+        unsigned unit = 1;
+        switch (b->vr) {
+        case 0x4F57: /* OW */
+        case 0x5553: /* US */
+        case 0x5353: /* SS */
+            unit = 2;
+            break;
+        case 0x4F46: /* OF */
+        case 0x4F4C: /* OL */
+        case 0x554C: /* UL */
+        case 0x534C: /* SL */
+        case 0x464C: /* FL */
+            unit = 4;
+            break;
+        case 0x4F44: /* OD */
+        case 0x4F56: /* OV */
+        case 0x4644: /* FD */
+            unit = 8;
+            break;
+        }
+        if (b->tag == 0x7FE00010 && o->l.bits_alloc >= 16)
+            unit = o->l.bits_alloc / 8;
+        uint8_t *v = (uint8_t *)data.data;
+        for (size_t i = 0; unit > 1 && i + unit <= data.len; i += unit)
+            for (unsigned x = 0, y = unit - 1; x < y; x++, y--) {
+                uint8_t tmp = v[i + x];
+                v[i + x] = v[i + y];
+                v[i + y] = tmp;
+            }
+    }
+    if (single) {
+        size_t dl;
+        char *body = buf_detach(&data, &dl);
+        struct http_resp *resp = http_resp_buffer(body, dl, false);
+        if (!resp)
+            return -ENOMEM;
+        r->bytes_out += dl;
+        http_resp_header(resp, "Content-Type", "application/octet-stream");
+        if (status == 206)
+            http_resp_header(resp, "Content-Range", content_range);
+        return http_send(r, status, resp);
+    }
+    const char *boundary = mp_out_boundary(r);
+    struct buf mp;
+    buf_init(&mp, 0);
+    rc = buf_printf(&mp, "--%s\r\nContent-Type: application/octet-stream\r\n\r\n", boundary);
+    rc |= buf_append(&mp, data.data, data.len);
+    rc |= buf_printf(&mp, "\r\n--%s--\r\n", boundary);
+    buf_release(&data);
+    if (rc) {
+        buf_release(&mp);
+        return -ENOMEM;
+    }
+    size_t ml;
+    char *body = buf_detach(&mp, &ml);
+    struct http_resp *resp = http_resp_buffer(body, ml, false);
+    if (!resp)
+        return -ENOMEM;
+    r->bytes_out += ml;
+    http_resp_header(resp, "Content-Type",
+                     arena_printf(r->a,
+                                  "multipart/related; type=\"application/octet-stream\"; "
+                                  "boundary=%s",
+                                  boundary));
+    return http_send(r, 200, resp);
+}
+
+/* ---- WADO-URI (PS3.18 9) ---- */
+
+int wado_uri(struct req *r)
+{
+    const char *rt = query_get(&r->query, "requestType");
+    if (!rt || strcmp(rt, "WADO") != 0)
+        return http_error(r, 400, "requestType=WADO is required");
+    const char *study = query_get(&r->query, "studyUID");
+    const char *series = query_get(&r->query, "seriesUID");
+    const char *object = query_get(&r->query, "objectUID");
+    if (!study || !series || !object)
+        return http_error(r, 400, "studyUID, seriesUID and objectUID are required");
+    if (!uid_ok(study) || !uid_ok(series) || !uid_ok(object))
+        return http_error(r, 400, "studyUID, seriesUID and objectUID must be valid UIDs");
+    const char *ct = query_get(&r->query, "contentType");
+    /* PS3.18 9.1.2.1.6: several types may be listed, comma-separated */
+    bool dicom = false, jpeg = false;
+    if (ct) {
+        struct mime_accept ma;
+        if (mime_parse_accept(r->a, ct, &ma) < 0)
+            return http_error(r, 400, "malformed contentType");
+        for (unsigned i = 0; i < ma.n; i++) {
+            if (mime_matches(&ma.ranges[i], "application", "dicom"))
+                dicom = true;
+            else if (mime_matches(&ma.ranges[i], "image", "jpeg") || is_any(&ma.ranges[i]))
+                jpeg = true;
+        }
+    } else {
+        jpeg = true; /* the default for single-frame images (PS3.18 9.1.2.1.6) */
+    }
+    if (!dicom)
+        return http_error(r, 406, "contentType %s is not available here; use "
+                                  "contentType=application/dicom",
+                          ct ? ct : "image/jpeg");
+    (void)jpeg;
+    struct index_instance ii;
+    int rc = index_get_instance(r->app->index, object, true, r->a, &ii);
+    if (rc == -ENOENT || (rc == 0 && (strcmp(ii.study_uid, study) || strcmp(ii.series_uid, series))))
+        return http_error(r, 404, "no such object");
+    if (rc < 0)
+        return rc;
+    struct layout l;
+    if (layout_decode(ii.layout, ii.layout_len, r->a, &l) < 0)
+        return http_error(r, 500, "the stored layout of this object is unreadable");
+    const char *want = query_get(&r->query, "transferSyntax");
+    const char *stored = ii.ts_uid ? ii.ts_uid : UID_IMPLICIT_LE;
+    const char *send = want && *want ? want : UID_EXPLICIT_LE;
+    if (want && !uid_ok(want))
+        return http_error(r, 400, "transferSyntax must be a UID");
+    if (!strcmp(send, UID_IMPLICIT_LE))
+        return http_error(r, 406, "Implicit VR Little Endian is not sent over the web");
+    if (strcmp(send, stored) && !transcode_possible(stored, send, &l))
+        return http_error(r, 406, "the object (%s) cannot be converted to %s", stored, send);
+    int fd;
+    rc = store_open_object(r->app->store, ii.rel_path, &fd);
+    if (rc < 0)
+        return http_error(r, 500, "the stored file of this object is missing");
+    struct http_resp *resp;
+    if (!strcmp(send, stored)) {
+        struct stat st;
+        if (fstat(fd, &st) < 0) {
+            close(fd);
+            return -EIO;
+        }
+        resp = http_resp_fd(fd, 0, (uint64_t)st.st_size);
+        r->bytes_out += (uint64_t)st.st_size;
+    } else {
+        struct buf out;
+        buf_init(&out, (size_t)4 << 30);
+        char err[256];
+        rc = transcode_instance(fd, &l, send, 90, DECODE_LIMIT, &out, err, sizeof(err));
+        close(fd);
+        if (rc < 0) {
+            buf_release(&out);
+            return http_error(r, 500, "conversion failed: %s", err);
+        }
+        size_t len;
+        char *body = buf_detach(&out, &len);
+        resp = http_resp_buffer(body, len, false);
+        r->bytes_out += len;
+    }
+    if (!resp)
+        return -ENOMEM;
+    http_resp_header(resp, "Content-Type", "application/dicom");
+    http_resp_header(resp, "Content-Disposition",
+                     arena_printf(r->a, "attachment; filename=\"%s.dcm\"", object));
+    return http_send(r, 200, resp);
+}
+
+/* ---- DELETE ---- */
+
+static int unlink_cb(void *ctx, const char *rel)
+{
+    return store_unlink(ctx, rel);
+}
+
+int wado_delete(struct req *r)
+{
+    int rc = check_path_uids(r);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    struct index_scope sc = path_scope(r);
+    uint64_t n = 0;
+    rc = index_delete(r->app->index, &sc, unlink_cb, r->app->store, &n);
+    if (rc == -ENOENT)
+        return http_error(r, 404, "no such %s",
+                          sc.sop_uid ? "instance" : sc.series_uid ? "series" : "study");
+    if (rc < 0)
+        return http_error(r, 500, "delete failed (%d)", rc);
+    log_info("req %llu: deleted %llu instance(s)", (unsigned long long)r->id,
+             (unsigned long long)n);
+    struct http_resp *resp = http_resp_buffer((void *)"", 0, true);
+    if (!resp)
+        return -ENOMEM;
+    return http_send(r, 204, resp);
+}
