@@ -90,8 +90,8 @@ static const char *const native_ts[] = {TS_IMPLICIT_LE, TS_EXPLICIT_LE, TS_DEFLA
 static const char *const jpeg_ts[] = {TS_JPEG_BASELINE, TS_JPEG_EXTENDED, TS_JPEG_LOSSLESS,
                                       TS_JPEG_LOSSLESS_SV1};
 static const char *const jls_ts[] = {TS_JPEGLS, TS_JPEGLS_NEAR};
-static const char *const j2k_ts[] = {TS_J2K_LOSSLESS, TS_J2K, TS_HTJ2K_LOSSLESS, TS_HTJ2K_RPCL,
-                                     TS_HTJ2K};
+static const char *const j2k_ts[] = {TS_J2K_LOSSLESS, TS_J2K};
+static const char *const htj2k_ts[] = {TS_HTJ2K_LOSSLESS, TS_HTJ2K_RPCL, TS_HTJ2K};
 static const char *const jxl_ts[] = {TS_JXL_LOSSLESS, TS_JXL_JPEG, TS_JXL};
 
 bool codec_can_decode(const char *ts_uid)
@@ -100,6 +100,7 @@ bool codec_can_decode(const char *ts_uid)
            ts_in(ts_uid, jpeg_ts, YY_ARRAY_LEN(jpeg_ts)) ||
            ts_in(ts_uid, jls_ts, YY_ARRAY_LEN(jls_ts)) ||
            ts_in(ts_uid, j2k_ts, YY_ARRAY_LEN(j2k_ts)) ||
+           ts_in(ts_uid, htj2k_ts, YY_ARRAY_LEN(htj2k_ts)) ||
            ts_in(ts_uid, jxl_ts, YY_ARRAY_LEN(jxl_ts)) ||
            (ts_uid && (strcmp(ts_uid, TS_RLE) == 0 || strcmp(ts_uid, TS_DEFLATED_FRAME) == 0));
 }
@@ -148,6 +149,8 @@ int codec_decode(const char *ts_uid, const struct codec_image *img, const uint8_
         r = jls_decode(img, data, len, out, out_cap, info, err, err_cap);
     else if (ts_in(ts_uid, j2k_ts, YY_ARRAY_LEN(j2k_ts)))
         r = j2k_decode(img, data, len, out, out_cap, info, err, err_cap);
+    else if (ts_in(ts_uid, htj2k_ts, YY_ARRAY_LEN(htj2k_ts)))
+        r = htj2k_decode(img, data, len, out, out_cap, info, err, err_cap);
     else
         r = jxl_decode(img, data, len, out, out_cap, info, err, err_cap);
     if (r < 0)

@@ -156,6 +156,7 @@ int jls_encode(CODEC_ENCODE_ARGS);
 /* j2k.c: OpenJPEG (J2K and HTJ2K decode, J2K encode); HTJ2K encode via
  * ojph_shim.cc */
 int j2k_decode(CODEC_DECODE_ARGS);
+int htj2k_decode(CODEC_DECODE_ARGS);
 int j2k_encode(CODEC_ENCODE_ARGS);
 int htj2k_encode(CODEC_ENCODE_ARGS);
 

@@ -223,6 +223,11 @@ uint64_t layout_native_frame_bytes(const struct layout *l)
     if (!l->rows || !l->cols || !l->spp || !l->bits_alloc)
         return 0;
     uint64_t px = (uint64_t)l->rows * l->cols * l->spp;
+    /* uncompressed YBR_FULL_422 / YBR_PARTIAL_422 (PS3.3 C.7.6.3.1.2): two
+     * luminance samples share one Cb and one Cr, so two samples per pixel */
+    if (!(l->flags & LAYOUT_ENCAPS) && l->spp == 3 && l->photometric &&
+        (!strcmp(l->photometric, "YBR_FULL_422") || !strcmp(l->photometric, "YBR_PARTIAL_422")))
+        px = (uint64_t)l->rows * l->cols * 2;
     if (l->bits_alloc == 1)
         return (px + 7) / 8;
     if (l->bits_alloc % 8)

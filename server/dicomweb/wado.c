@@ -311,10 +311,11 @@ static int retrieve(struct req *r)
         dummy.flags = LAYOUT_PIXELS;
         ir->send_ts = choose_ts(&ma, order, ir->ts, &dummy, &tc);
         if (!ir->send_ts) {
+            rc = http_error(r, 406, "no acceptable transfer syntax: an instance is stored as %s "
+                                    "and cannot be converted to what Accept allows",
+                            ir->ts);
             retrieve_free(rt);
-            return http_error(r, 406, "no acceptable transfer syntax: an instance is stored as %s "
-                                      "and cannot be converted to what Accept allows",
-                              rt->rows[i].ts);
+            return rc;
         }
         if (tc) {
             known = false;

@@ -553,7 +553,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
          * upload (415, 413 by Content-Length...) is answered before its body
          * is read. */
         r->conn = con;
-        if (strcmp(method, "POST") != 0)
+        enum http_method m = parse_method(method);
+        if (m == HTTP_GET || m == HTTP_HEAD || m == HTTP_DELETE || m == HTTP_OPTIONS)
             return MHD_YES;
     }
     if (!r->started) {
@@ -563,7 +564,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
             http_error(r, http_status_from_err(rc), "%s",
                        rc == -ENOMEM ? "out of memory" : "request failed");
         (void)s;
-        if (r->method == HTTP_POST) {
+        if (r->method != HTTP_GET && r->method != HTTP_HEAD && r->method != HTTP_DELETE &&
+            r->method != HTTP_OPTIONS) {
             r->in_body = true; /* from now on MHD cannot queue until the body ends */
             return MHD_YES;
         }

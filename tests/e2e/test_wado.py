@@ -1,0 +1,489 @@
+#!/usr/bin/env python3
+"""WADO-RS, WADO-URI and DELETE end to end with the whole corpus (issue:
+WADO-RS retrieval). Reference values come from pydicom and
+../shared/corpus/REFERENCE.tsv, not from our own parser."""
+import gzip
+import hashlib
+import http.client
+import io
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import warnings
+import xml.etree.ElementTree as ET
+
+sys.path.insert(0, os.path.dirname(__file__))
+import harness as H  # noqa: E402
+
+warnings.filterwarnings('ignore')
+import pydicom  # noqa: E402
+
+S = None
+FILES = {}   # rel -> dict(study, series, sop, ts)
+IMPLICIT = '1.2.840.10008.1.2'
+EXPLICIT = '1.2.840.10008.1.2.1'
+NATIVE = {IMPLICIT, EXPLICIT, '1.2.840.10008.1.2.2', '1.2.840.10008.1.2.1.99'}
+
+
+def setup():
+    global S
+    for row in H.manifest():
+        if row['path'] in H.UNSTORABLE:
+            continue
+        ds = pydicom.dcmread(os.path.join(H.CORPUS, row['path']), stop_before_pixels=True)
+        FILES[row['path']] = {'study': ds.StudyInstanceUID, 'series': ds.SeriesInstanceUID,
+                              'sop': ds.SOPInstanceUID, 'ts': row['transfer_syntax_uid']}
+    S = H.Server('--cors-origins', 'http://viewer.test').start()
+    rels = sorted(FILES)
+    for i in range(0, len(rels), 50):
+        st, _, _ = S.stow_files([os.path.join(H.CORPUS, r) for r in rels[i:i + 50]])
+        H.eq(st, 200, 'stow batch')
+
+
+def teardown(_):
+    if S:
+        S.cleanup()
+
+
+def attrs(ds):
+    """DICOM JSON of a dataset without pixel data and group lengths (which
+    a rewritten object does not carry)."""
+    d = ds.to_json_dict(10**9, None)
+    return {k: v for k, v in d.items() if not k.endswith('0000') and k != '7FE00010'}
+
+
+def inst_url(f):
+    return '/dicomweb/studies/%s/series/%s/instances/%s' % (f['study'], f['series'], f['sop'])
+
+
+def split_multipart(ctype, body):
+    b = re.search(r'boundary="?([^";\s]+)"?', ctype).group(1).encode()
+    parts = []
+    chunks = body.split(b'--' + b)
+    H.check(chunks[-1].strip() in (b'--', b''), 'closing delimiter present')
+    H.check(chunks[-1].startswith(b'--'), 'last chunk is the close delimiter')
+    for c in chunks[1:-1]:
+        H.check(c.startswith(b'\r\n') and c.endswith(b'\r\n'), 'part framing')
+        head, _, data = c[2:-2].partition(b'\r\n\r\n')
+        hdrs = {}
+        for line in head.decode().split('\r\n'):
+            k, _, v = line.partition(':')
+            hdrs[k.strip().lower()] = v.strip()
+        parts.append((hdrs, data))
+    return parts
+
+
+def get_parts(path, accept):
+    st, h, body = S.get(path, headers={'Accept': accept})
+    H.eq(st, 200, 'GET %s (%s): %s' % (path, accept, body[:200]))
+    return h, split_multipart(h['content-type'], body)
+
+
+ANY_TS = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+
+
+def test_instance_as_stored_is_byte_identical():
+    for rel, f in sorted(FILES.items()):
+        h, parts = get_parts(inst_url(f), ANY_TS)
+        H.eq(len(parts), 1, rel)
+        hdrs, data = parts[0]
+        original = open(os.path.join(H.CORPUS, rel), 'rb').read()
+        if f['ts'] == IMPLICIT:
+            # never Implicit VR over the web: converted to Explicit VR LE
+            H.check('transfer-syntax=' + EXPLICIT in hdrs['content-type'], hdrs['content-type'])
+            a = pydicom.dcmread(io.BytesIO(data))
+            b = pydicom.dcmread(os.path.join(H.CORPUS, rel))
+            H.eq(a.file_meta.TransferSyntaxUID, EXPLICIT, rel)
+            H.eq(attrs(a), attrs(b), 'same dataset ' + rel)
+        else:
+            H.check(data == original, 'byte-identical: ' + rel)
+            H.check('transfer-syntax=' + f['ts'] in hdrs['content-type'], hdrs['content-type'])
+        H.eq(int(h['content-length']) if 'content-length' in h else None,
+             None if f['ts'] == IMPLICIT else int(h['content-length']), 'content-length known')
+
+
+def test_default_is_explicit_le_and_conversion():
+    # no transfer-syntax parameter: Explicit VR LE (PS3.18 8.7.3.5.2)
+    for rel, f in sorted(FILES.items()):
+        if f['ts'] not in NATIVE:
+            continue
+        st, h, body = S.get(inst_url(f))
+        H.eq(st, 200, rel)
+        (hdrs, data), = split_multipart(h['content-type'], body)
+        H.check('transfer-syntax=' + EXPLICIT in hdrs['content-type'], rel)
+        a = pydicom.dcmread(io.BytesIO(data))
+        b = pydicom.dcmread(os.path.join(H.CORPUS, rel))
+        H.eq(str(a.file_meta.TransferSyntaxUID), EXPLICIT, rel)
+        if 'PixelData' in b:
+            H.check((a.pixel_array == b.pixel_array).all(), 'pixels equal ' + rel)
+        H.eq(attrs(a), attrs(b), 'attributes equal ' + rel)
+
+
+def test_negotiation_and_406():
+    f = FILES['ts/explicit_be/' + sorted(os.listdir(os.path.join(H.CORPUS, 'ts/explicit_be')))[0]]
+    st, _, _ = S.get(inst_url(f), headers={'Accept': 'multipart/related; type="application/dicom"; '
+                                                      'transfer-syntax=1.2.840.10008.1.2'})
+    H.eq(st, 406, 'implicit VR never offered')
+    st, _, _ = S.get(inst_url(f), headers={'Accept': 'text/html'})
+    H.eq(st, 406, 'unacceptable media type')
+    # q-values: the preferred acceptable one wins
+    acc = ('multipart/related; type=application/dicom; transfer-syntax=1.2.840.10008.1.2;q=1, '
+           'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.2;q=0.9, '
+           'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1;q=0.5')
+    h, parts = get_parts(inst_url(f), acc)
+    H.check('transfer-syntax=1.2.840.10008.1.2.2' in parts[0][0]['content-type'], 'q order')
+    # the accept query parameter overrides the header
+    h, parts = get_parts(inst_url(f) + '?accept=' + quote(ANY_TS), 'text/html')
+    H.check('1.2.840.10008.1.2.2' in parts[0][0]['content-type'], 'accept= parameter')
+    jf = [v for k, v in FILES.items() if v['ts'] == '1.2.840.10008.1.2.4.50'][0]
+    st, _, _ = S.get(inst_url(jf), headers={'Accept': 'multipart/related; type="application/dicom"; '
+                                                       'transfer-syntax=1.2.840.10008.1.2.4.80'})
+    H.check(st in (200, 406), 'a syntax we may not produce')
+
+
+def quote(s):
+    from urllib.parse import quote as q
+    return q(s, safe='')
+
+
+def test_study_and_series_retrieve():
+    mr = [f for r, f in FILES.items() if r.startswith('series/mr_')]
+    study, series = mr[0]['study'], mr[0]['series']
+    h, parts = get_parts('/dicomweb/studies/%s/series/%s' % (study, series), ANY_TS)
+    H.eq(len(parts), len(mr), 'every instance of the series')
+    sops = set()
+    for hdrs, data in parts:
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+        sops.add(ds.SOPInstanceUID)
+        H.check(hdrs['content-location'].endswith(ds.SOPInstanceUID), 'Content-Location')
+    H.eq(sops, {f['sop'] for f in mr}, 'no instance left out')
+    h2, parts2 = get_parts('/dicomweb/studies/%s' % study, ANY_TS)
+    H.eq(len(parts2), len(mr), 'study retrieve')
+    b1 = re.search(r'boundary=(\S+)', h['content-type']).group(1)
+    b2 = re.search(r'boundary=(\S+)', h2['content-type']).group(1)
+    H.check(b1 != b2, 'boundary unique per response')
+    st, _, _ = S.get('/dicomweb/studies/1.2.3.4.5')
+    H.eq(st, 404, 'unknown study')
+    st, _, _ = S.get('/dicomweb/studies/%s/series/1.2.3' % study)
+    H.eq(st, 404, 'unknown series')
+    st, _, _ = S.get('/dicomweb/studies/%s/series/%s/instances/%s' % (study, series, 'x'))
+    H.eq(st, 400, 'invalid UID')
+
+
+def dump_json(rel):
+    p = subprocess.run([os.path.join(os.environ.get('YY_BUILD_ROOT', 'build'), 'yy-dump'), 'json',
+                        os.path.join(H.CORPUS, rel)], capture_output=True)
+    return json.loads(p.stdout)
+
+
+def test_metadata_equals_ingest_json():
+    base = S.base + '/dicomweb'
+    for rel, f in sorted(FILES.items()):
+        md = S.get_json(inst_url(f) + '/metadata')
+        H.eq(len(md), 1, rel)
+        want = dump_json(rel)
+        # yy-dump writes BulkDataURIs relative to the base with placeholder UIDs
+        txt = json.dumps(want).replace('/studies/S/series/SE/instances/I/',
+                                       '/studies/%s/series/%s/instances/%s/' % (f['study'], f['series'], f['sop']))
+        want = json.loads(txt)
+
+        def fix(d):
+            for el in d.values():
+                if 'BulkDataURI' in el:
+                    el['BulkDataURI'] = base + el['BulkDataURI']
+                if el.get('vr') == 'SQ':
+                    for v in el.get('Value', []):
+                        fix(v)
+        fix(want)
+        H.eq(md[0], want, 'metadata of ' + rel)
+
+
+def test_series_metadata_gzip_etag_xml():
+    mr = [f for r, f in FILES.items() if r.startswith('series/mr_')]
+    path = '/dicomweb/studies/%s/series/%s/metadata' % (mr[0]['study'], mr[0]['series'])
+    st, h, plain = S.get(path)
+    H.eq(st, 200, 'series metadata')
+    md = json.loads(plain)
+    H.eq(len(md), 196, 'one object per instance')
+    H.eq({m['00080018']['Value'][0] for m in md}, {f['sop'] for f in mr}, 'all instances')
+    st, hz, z = S.get(path, headers={'Accept-Encoding': 'gzip'})
+    H.eq(hz.get('content-encoding'), 'gzip', 'gzip when accepted')
+    H.eq(gzip.decompress(z), plain, 'gzip body equals identity body')
+    H.check(len(z) < len(plain) / 3, 'compressed')
+    etag = h['etag']
+    H.check(h.get('last-modified', '').endswith('GMT'), 'Last-Modified')
+    st, h3, body = S.get(path, headers={'If-None-Match': etag})
+    H.eq((st, body), (304, b''), 'If-None-Match -> 304')
+    st, _, _ = S.get(path, headers={'If-None-Match': '"other"'})
+    H.eq(st, 200, 'other etag -> 200')
+    st, hx, body = S.get(path, headers={'Accept': 'multipart/related; type="application/dicom+xml"'})
+    H.eq(st, 200, 'xml metadata')
+    parts = split_multipart(hx['content-type'], body)
+    H.eq(len(parts), 196, 'one XML part per instance')
+    root = ET.fromstring(parts[0][1])
+    H.check(root.tag.endswith('NativeDicomModel'), 'native model')
+    st, _, _ = S.get(path, headers={'Accept': 'image/png'})
+    H.eq(st, 406, 'metadata in an unsupported type')
+    st, _, _ = S.get('/dicomweb/studies/1.2.3/metadata')
+    H.eq(st, 404, 'metadata of an unknown study')
+
+
+def canonical(ds, raw, frame_index):
+    """Native frame bytes as REFERENCE.tsv canonicalises them."""
+    import numpy as np
+    rows, cols, spp = ds.Rows, ds.Columns, ds.get('SamplesPerPixel', 1)
+    ba = ds.BitsAllocated
+    if ba == 1:
+        bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8), bitorder='little')
+        return bits[:rows * cols * spp].astype(np.uint8).tobytes()
+    if spp > 1 and ds.get('PlanarConfiguration', 0) == 1:
+        a = np.frombuffer(raw, dtype=np.dtype('<u%d' % (ba // 8)))
+        return a.reshape(spp, rows * cols).T.copy().tobytes()
+    return raw
+
+
+def test_native_frames_match_reference():
+    ref = {}
+    for line in open(os.path.join(H.CORPUS, 'REFERENCE.tsv')):
+        p = line.rstrip('\n').split('\t')
+        if p[0] != 'path':
+            ref[(p[0], int(p[1]))] = p[2]
+    n = 0
+    for (rel, idx), sha in sorted(ref.items()):
+        f = FILES.get(rel)
+        if not f or f['ts'] not in NATIVE:
+            continue
+        ds = pydicom.dcmread(os.path.join(H.CORPUS, rel), stop_before_pixels=True)
+        h, parts = get_parts(inst_url(f) + '/frames/%d' % (idx + 1),
+                             'multipart/related; type="application/octet-stream"')
+        H.eq(len(parts), 1, rel)
+        data = canonical(ds, parts[0][1], idx)
+        H.eq(hashlib.sha256(data).hexdigest(), sha, 'frame %d of %s' % (idx + 1, rel))
+        n += 1
+    H.check(n > 150, 'native frames checked: %d' % n)
+
+
+def test_frames_stored_and_errors():
+    jf = [(r, v) for r, v in FILES.items() if v['ts'] == '1.2.840.10008.1.2.4.50'][0]
+    url = inst_url(jf[1]) + '/frames/1'
+    h, parts = get_parts(url, 'multipart/related; type="application/octet-stream"; transfer-syntax=*')
+    H.check(parts[0][1][:2] == b'\xff\xd8', 'stored JPEG codestream')
+    H.check('transfer-syntax=1.2.840.10008.1.2.4.50' in parts[0][0]['content-type'], 'part ts')
+    h, parts = get_parts(url, 'multipart/related; type="image/jpeg"')
+    H.check(parts[0][0]['content-type'].startswith('image/jpeg'), 'image/jpeg part')
+    # multi-frame: several frames in one request, in the order asked
+    cine = [(r, v) for r, v in FILES.items() if 'US1_UNCR' in r or 'rtdose' in r.lower()]
+    rel, f = [(r, v) for r, v in FILES.items() if r.endswith('pydicom__rtdose.dcm')][0]
+    h, parts = get_parts(inst_url(f) + '/frames/3,1,2', 'multipart/related; type="application/octet-stream"')
+    H.eq(len(parts), 3, 'three frames')
+    b = pydicom.dcmread(os.path.join(H.CORPUS, rel))
+    arr = b.pixel_array
+    H.eq(parts[0][1], arr[2].astype(arr.dtype.newbyteorder('<')).tobytes(), 'frame 3 first')
+    H.eq(parts[1][1], arr[0].astype(arr.dtype.newbyteorder('<')).tobytes(), 'then frame 1')
+    for bad, code in [('0', 400), ('-1', 400), ('abc', 400), ('1,,2', 400), ('99999', 404),
+                      (','.join(['1'] * 10000), 400), ('1' * 40, 400)]:
+        st, _, body = S.get(inst_url(f) + '/frames/' + bad)
+        H.eq(st, code, 'frames/' + bad[:20])
+        H.check(json.loads(body)['message'], 'reason')
+    nonimage = [v for r, v in FILES.items() if 'sample-pdf' in r][0]
+    st, _, _ = S.get(inst_url(nonimage) + '/frames/1')
+    H.eq(st, 404, 'no pixel data')
+
+
+def test_every_bulkdata_uri_resolves():
+    n = 0
+    for rel, f in sorted(FILES.items()):
+        md = S.get_json(inst_url(f) + '/metadata')[0]
+        ds = pydicom.dcmread(os.path.join(H.CORPUS, rel))
+        uris = []
+
+        def walk(d, ds_):
+            for tag, el in d.items():
+                if 'BulkDataURI' in el:
+                    uris.append((el['BulkDataURI'], ds_, int(tag, 16)))
+                if el.get('vr') == 'SQ':
+                    for item, dsi in zip(el.get('Value', []), ds_[int(tag, 16)].value if int(tag, 16) in ds_ else []):
+                        walk(item, dsi)
+        walk(md, ds)
+        for uri, ds_, tag in uris:
+            H.check(uri.startswith(S.base + '/dicomweb/studies/'), uri)
+            path = uri[len(S.base):]
+            el = ds_[tag]
+            st, h, body = S.get(path, headers={'Accept': 'application/octet-stream'})
+            if el.VR in ('OB', 'OW') and el.is_undefined_length:
+                H.eq(st, 406, 'encapsulated pixel data is retrieved as frames: ' + rel)
+                n += 1
+                continue
+            H.eq(st, 200, 'bulk %s of %s' % (path, rel))
+            want = el.value if isinstance(el.value, bytes) else None
+            if want is None:
+                want = ds_.get_item(tag).value
+            if ds_.is_little_endian is False and el.VR in ('OW', 'US', 'SS', 'OF', 'FL', 'OD', 'FD', 'OL', 'UL', 'SL'):
+                import numpy as np
+                size = {'OW': 2, 'US': 2, 'SS': 2, 'OF': 4, 'FL': 4, 'OL': 4, 'UL': 4, 'SL': 4, 'OD': 8, 'FD': 8}[el.VR]
+                if tag == 0x7FE00010 and ds_.BitsAllocated >= 16:
+                    size = ds_.BitsAllocated // 8
+                want = np.frombuffer(want, dtype='>u%d' % size).astype('<u%d' % size).tobytes()
+            H.eq(len(body), len(want), 'bulk length ' + path)
+            H.check(body == want, 'bulk bytes ' + path)
+            n += 1
+    H.check(n > 200, 'bulk URIs checked: %d' % n)
+    # multipart form and a range
+    f = FILES['series/mr_ge_signa_3d_sag_irspgr_196/' + sorted(os.listdir(os.path.join(H.CORPUS, 'series/mr_ge_signa_3d_sag_irspgr_196')))[0]]
+    url = inst_url(f) + '/bulkdata/7FE00010'
+    st, h, full = S.get(url, headers={'Accept': 'application/octet-stream'})
+    H.eq(h.get('accept-ranges'), 'bytes', 'Accept-Ranges')
+    st, h, part = S.get(url, headers={'Accept': 'application/octet-stream', 'Range': 'bytes=100-199'})
+    H.eq((st, part, h['content-range']), (206, full[100:200], 'bytes 100-199/%d' % len(full)), 'range')
+    st, h, part = S.get(url, headers={'Accept': 'application/octet-stream', 'Range': 'bytes=-10'})
+    H.eq((st, part), (206, full[-10:]), 'suffix range')
+    st, h, _ = S.get(url, headers={'Accept': 'application/octet-stream', 'Range': 'bytes=%d-' % (len(full) + 5)})
+    H.eq(st, 416, 'unsatisfiable range')
+    h, parts = get_parts(url, 'multipart/related; type="application/octet-stream"')
+    H.eq(parts[0][1], full, 'multipart bulk')
+    st, _, _ = S.get(inst_url(f) + '/bulkdata/12345678')
+    H.eq(st, 404, 'no such bulk data')
+
+
+def test_http_behaviour():
+    f = FILES['charset/pydicom__chrX1.dcm']
+    path = '/dicomweb/studies?PatientID=X1EXAMPLE'
+    # CORS: allowed origin gets the headers, others do not
+    st, h, _ = S.get(path, headers={'Origin': 'http://viewer.test'})
+    H.eq(h.get('access-control-allow-origin'), 'http://viewer.test', 'allowed origin')
+    st, h, _ = S.get(path, headers={'Origin': 'http://evil.test'})
+    H.check('access-control-allow-origin' not in h, 'other origin')
+    st, h, _ = S.request('OPTIONS', inst_url(f) + '/metadata',
+                         headers={'Origin': 'http://viewer.test', 'Access-Control-Request-Method': 'GET',
+                                  'Access-Control-Request-Headers': 'accept, if-none-match'})
+    H.eq(st, 204, 'preflight')
+    H.check('GET' in h['access-control-allow-methods'], 'allow methods')
+    H.eq(h['access-control-allow-headers'], 'accept, if-none-match', 'allow headers')
+    st, h, _ = S.request('OPTIONS', '/dicomweb/studies')
+    H.eq(h['allow'], 'GET, HEAD, POST, OPTIONS', 'Allow on OPTIONS')
+    st, h, _ = S.request('PUT', '/dicomweb/studies', body=b'x')
+    H.eq(st, 405, 'method not allowed')
+    H.check('allow' in h, 'Allow on 405')
+    # HEAD everywhere GET is: same headers, no body
+    for p in [path, inst_url(f) + '/metadata', inst_url(f), '/wado?requestType=WADO&studyUID=%s&seriesUID=%s'
+              '&objectUID=%s&contentType=application/dicom' % (f['study'], f['series'], f['sop'])]:
+        sg, hg, bg = S.get(p)
+        sh, hh, bh = S.request('HEAD', p)
+        H.eq((sh, bh), (sg, b''), 'HEAD ' + p)
+        H.eq(re.sub(r'boundary=\S+', '', hh.get('content-type', '')),
+             re.sub(r'boundary=\S+', '', hg.get('content-type', '')), 'HEAD content type')
+    # keep-alive: two requests on one connection
+    c = S.conn()
+    c.request('GET', path)
+    r1 = c.getresponse()
+    r1.read()
+    c.request('GET', inst_url(f) + '/metadata')
+    r2 = c.getresponse()
+    H.eq(r2.status, 200, 'second request on the same connection')
+    r2.read()
+    H.check(r1.getheader('connection') != 'close', 'no Connection: close')
+    c.close()
+
+
+def test_wado_uri():
+    f = FILES['charset/pydicom__chrX2.dcm']
+    q = '/wado?requestType=WADO&studyUID=%s&seriesUID=%s&objectUID=%s' % (f['study'], f['series'], f['sop'])
+    st, h, body = S.get(q + '&contentType=application/dicom&transferSyntax=' + f['ts'])
+    H.eq((st, h['content-type']), (200, 'application/dicom'), 'WADO-URI')
+    H.check(body == open(os.path.join(H.CORPUS, 'charset/pydicom__chrX2.dcm'), 'rb').read(), 'as stored')
+    st, h, body = S.get(q + '&contentType=application/dicom')
+    H.eq(str(pydicom.dcmread(io.BytesIO(body)).file_meta.TransferSyntaxUID), EXPLICIT, 'default Explicit LE')
+    imp = [v for r, v in FILES.items() if v['ts'] == IMPLICIT][0]
+    q2 = '/wado?requestType=WADO&studyUID=%s&seriesUID=%s&objectUID=%s&contentType=application/dicom' % (
+        imp['study'], imp['series'], imp['sop'])
+    st, h, body = S.get(q2)
+    H.eq(st, 200, 'implicit stored, explicit sent')
+    H.eq(str(pydicom.dcmread(io.BytesIO(body)).file_meta.TransferSyntaxUID), EXPLICIT, 'converted')
+    for bad, code in [('/wado?studyUID=1&seriesUID=2&objectUID=3', 400),
+                      ('/wado?requestType=WADO&studyUID=1', 400),
+                      ('/wado?requestType=WADO&studyUID=1&seriesUID=2&objectUID=3&contentType=application/dicom', 404),
+                      ('/wado?requestType=WADO&studyUID=a&seriesUID=2&objectUID=3', 400),
+                      (q + '&contentType=application/dicom&transferSyntax=1.2.840.10008.1.2', 406)]:
+        st, _, _ = S.get(bad)
+        H.eq(st, code, bad)
+
+
+def test_delete_and_recovery():
+    s2 = H.Server()
+    with s2:
+        mr_dir = os.path.join(H.CORPUS, 'series/mr_ge_signa_3d_sag_irspgr_196')
+        files = sorted(os.listdir(mr_dir))[:6]
+        s2.stow_files([os.path.join(mr_dir, x) for x in files] +
+                      [os.path.join(H.CORPUS, 'charset/pydicom__chrX1.dcm')])
+        mr = [FILES['series/mr_ge_signa_3d_sag_irspgr_196/' + x] for x in files]
+        n_files = lambda: sum(len(fs) for _, _, fs in os.walk(os.path.join(s2.data, 'objects')))
+        H.eq(n_files(), 7, 'files stored')
+        st, _, _ = s2.request('DELETE', inst_url(mr[0]))
+        H.eq(st, 204, 'delete instance')
+        H.eq(s2.get(inst_url(mr[0]))[0], 404, 'gone')
+        H.eq(n_files(), 6, 'file removed')
+        res = s2.get_json('/dicomweb/studies?StudyInstanceUID=' + mr[0]['study'])
+        H.eq(H.value(res[0], '00201208'), 5, 'counts updated')
+        st, _, _ = s2.request('DELETE', '/dicomweb/studies/%s/series/%s' % (mr[1]['study'], mr[1]['series']))
+        H.eq(st, 204, 'delete series')
+        H.eq(s2.get_json('/dicomweb/studies?StudyInstanceUID=' + mr[0]['study']), [], 'empty study removed')
+        H.eq(s2.request('DELETE', '/dicomweb/studies/' + mr[1]['study'])[0], 404, 'already gone')
+        x1 = FILES['charset/pydicom__chrX1.dcm']
+        H.eq(s2.request('DELETE', '/dicomweb/studies/' + x1['study'])[0], 204, 'delete study')
+        H.eq(n_files(), 0, 'no files left')
+        H.eq(s2.get_json('/status')['instances'], 0, 'index empty')
+        # crash between the index commit and the unlink: the journal is
+        # finished at the next start
+        s2.stow_files([os.path.join(H.CORPUS, 'charset/pydicom__chrX1.dcm')])
+        s2.stop()
+        rel = [os.path.relpath(os.path.join(d, x), s2.data) for d, _, fs in os.walk(os.path.join(s2.data, 'objects')) for x in fs][0]
+        db = sqlite3.connect(os.path.join(s2.data, 'index.db'))
+        db.execute('DELETE FROM instance')
+        db.execute('DELETE FROM series')
+        db.execute('DELETE FROM study')
+        db.execute('INSERT INTO pending_unlink(rel_path) VALUES (?)', (rel,))
+        db.commit()
+        db.close()
+        s2.start()
+        H.eq(n_files(), 0, 'leftover removed at start')
+        H.eq(sqlite3.connect(os.path.join(s2.data, 'index.db')).execute(
+            'SELECT count(*) FROM pending_unlink').fetchone()[0], 0, 'journal finished')
+
+
+def test_part_failing_after_headers_aborts():
+    s2 = H.Server()
+    with s2:
+        mr_dir = os.path.join(H.CORPUS, 'series/mr_ge_signa_3d_sag_irspgr_196')
+        files = sorted(os.listdir(mr_dir))[:40]
+        s2.stow_files([os.path.join(mr_dir, x) for x in files])
+        f = FILES['series/mr_ge_signa_3d_sag_irspgr_196/' + files[-1]]
+        # remove the last instance's file behind the server's back
+        for d, _, fs in os.walk(os.path.join(s2.data, 'objects')):
+            for x in fs:
+                p = os.path.join(d, x)
+                if pydicom.dcmread(p, stop_before_pixels=True).SOPInstanceUID == f['sop']:
+                    os.unlink(p)
+        c = s2.conn()
+        c.request('GET', '/dicomweb/studies/' + f['study'], headers={'Accept': ANY_TS})
+        r = c.getresponse()
+        H.eq(r.status, 200, 'headers were already sent')
+        try:
+            body = r.read()
+            aborted = len(body) < int(r.getheader('content-length', '0'))
+        except http.client.IncompleteRead:
+            aborted = True
+        H.check(aborted, 'the response is cut, never a valid body with an instance missing')
+
+
+TESTS = [test_instance_as_stored_is_byte_identical, test_default_is_explicit_le_and_conversion,
+         test_negotiation_and_406, test_study_and_series_retrieve, test_metadata_equals_ingest_json,
+         test_series_metadata_gzip_etag_xml, test_native_frames_match_reference,
+         test_frames_stored_and_errors, test_every_bulkdata_uri_resolves, test_http_behaviour,
+         test_wado_uri, test_delete_and_recovery, test_part_failing_after_headers_aborts]
+
+if __name__ == '__main__':
+    setup()
+    sys.exit(H.run(TESTS, teardown=teardown))
