@@ -38,6 +38,8 @@ static const struct key g_keys[] = {
     BOOL(access_log, "true", "write one access-log line per request on stderr"),
     UINT(max_connections, "256", "concurrent HTTP connections"),
     UINT(connection_timeout_s, "30", "seconds after which an idle or stalled connection is closed"),
+    UINT(header_timeout_s, "10", "seconds a client gets to send a request's headers (slow senders are cut off)"),
+    UINT(min_upload_rate, "1024", "bytes per second an upload must average over 10 s windows (0 = no minimum)"),
     UINT(shutdown_grace_s, "10", "seconds in-flight requests get to finish on SIGINT/SIGTERM"),
     SIZE(max_header_bytes, "32K", "request line plus headers of one request"),
     SIZE(max_body_bytes, "8G", "body of one STOW-RS request (413 over it)"),

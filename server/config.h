@@ -24,6 +24,8 @@ struct config {
     bool access_log;           /* one line per request on stderr */
     unsigned max_connections;  /* concurrent HTTP connections */
     unsigned connection_timeout_s; /* idle / slow connection timeout */
+    unsigned header_timeout_s; /* headers must be complete within */
+    unsigned min_upload_rate;  /* bytes/s an upload must keep up */
     unsigned shutdown_grace_s; /* in-flight requests may finish within this */
     uint64_t max_header_bytes; /* request line + headers */
     uint64_t max_body_bytes;   /* one STOW-RS request */

@@ -33,12 +33,30 @@
 #include "http/route.h"
 #include "core/banned.h"
 
+/* Per-connection state for the watchdog (slow senders, PS: slowloris). */
+enum conn_phase { PHASE_HEADERS, PHASE_BODY, PHASE_BUSY };
+
+struct conn_track {
+    struct conn_track *prev, *next;
+    int fd;
+    atomic_int phase;            /* enum conn_phase */
+    atomic_int_fast64_t since_ms;/* when the phase began */
+    atomic_uint_fast64_t body_bytes;
+    uint64_t mark_bytes;         /* watchdog: bytes at the window start */
+    int64_t mark_ms;
+    bool cut;
+};
+
 struct http_server {
     struct MHD_Daemon *d;
     struct app *app;
     atomic_uint_fast64_t next_id;
     atomic_int active;
     unsigned port;
+    pthread_mutex_t conns_lock;
+    struct conn_track *conns;
+    pthread_t watchdog;
+    atomic_bool stopping;
 };
 
 struct http_resp {
@@ -54,6 +72,28 @@ static double ms_since(const struct timespec *t0)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+static int64_t mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static struct conn_track *track_of(struct MHD_Connection *con)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(con, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void set_phase(struct conn_track *t, enum conn_phase ph)
+{
+    if (!t)
+        return;
+    atomic_store(&t->phase, (int)ph);
+    atomic_store(&t->since_ms, mono_ms());
 }
 
 unsigned http_status_from_err(int err)
@@ -553,6 +593,8 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
          * upload (415, 413 by Content-Length...) is answered before its body
          * is read. */
         r->conn = con;
+        struct conn_track *t = track_of(con);
+        set_phase(t, PHASE_BUSY);
         enum http_method m = parse_method(method);
         if (m == HTTP_GET || m == HTTP_HEAD || m == HTTP_DELETE || m == HTTP_OPTIONS)
             return MHD_YES;
@@ -567,6 +609,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
         if (r->method != HTTP_GET && r->method != HTTP_HEAD && r->method != HTTP_DELETE &&
             r->method != HTTP_OPTIONS) {
             r->in_body = true; /* from now on MHD cannot queue until the body ends */
+            set_phase(track_of(con), PHASE_BODY);
             return MHD_YES;
         }
     }
@@ -574,6 +617,9 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
         size_t n = *upload_data_size;
         *upload_data_size = 0;
         r->upload_bytes += n;
+        struct conn_track *t = track_of(con);
+        if (t)
+            atomic_fetch_add(&t->body_bytes, n);
         if (r->responded || r->deferred_status) {
             /* refused: drain a bounded amount so the answer can be sent,
              * then give up on the connection */
@@ -594,6 +640,7 @@ static enum MHD_Result access_cb(void *cls, struct MHD_Connection *con, const ch
         return MHD_YES;
     }
     r->in_body = false;
+    set_phase(track_of(con), PHASE_BUSY);
     if (r->deferred_status && !r->responded) {
         send_error(r, r->deferred_status, r->deferred_msg);
         return MHD_YES;
@@ -631,7 +678,6 @@ static void completed_cb(void *cls, struct MHD_Connection *con, void **req_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     struct http_server *s = cls;
-    (void)con;
     struct req *r = *req_cls;
     if (!r)
         return;
@@ -641,9 +687,91 @@ static void completed_cb(void *cls, struct MHD_Connection *con, void **req_cls,
     }
     if (s->app->cfg.access_log)
         log_access(r);
+    set_phase(track_of(con), PHASE_HEADERS); /* waiting for the next request */
     req_free(r);
     *req_cls = NULL;
     atomic_fetch_sub(&s->active, 1);
+}
+
+static void conn_cb(void *cls, struct MHD_Connection *con, void **socket_context,
+                    enum MHD_ConnectionNotificationCode code)
+{
+    struct http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        struct conn_track *t = calloc(1, sizeof(*t));
+        if (!t)
+            return;
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(con, MHD_CONNECTION_INFO_CONNECTION_FD);
+        t->fd = ci ? ci->connect_fd : -1;
+        set_phase(t, PHASE_HEADERS);
+        pthread_mutex_lock(&s->conns_lock);
+        t->next = s->conns;
+        if (s->conns)
+            s->conns->prev = t;
+        s->conns = t;
+        pthread_mutex_unlock(&s->conns_lock);
+        *socket_context = t;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        struct conn_track *t = *socket_context;
+        if (!t)
+            return;
+        pthread_mutex_lock(&s->conns_lock);
+        if (t->prev)
+            t->prev->next = t->next;
+        else
+            s->conns = t->next;
+        if (t->next)
+            t->next->prev = t->prev;
+        pthread_mutex_unlock(&s->conns_lock);
+        free(t);
+        *socket_context = NULL;
+    }
+}
+
+/* Cuts connections that send their headers too slowly (slowloris) or
+ * whose upload stalls below the minimum rate: one thread each would
+ * otherwise be held forever. The fd is shut down, not closed: the
+ * connection's own thread sees the error and cleans up. */
+static void *watchdog_main(void *arg)
+{
+    struct http_server *s = arg;
+    const struct config *c = &s->app->cfg;
+    while (!atomic_load(&s->stopping)) {
+        struct timespec d = {0, 250 * 1000 * 1000};
+        nanosleep(&d, NULL);
+        int64_t now = mono_ms();
+        pthread_mutex_lock(&s->conns_lock);
+        for (struct conn_track *t = s->conns; t; t = t->next) {
+            if (t->cut || t->fd < 0)
+                continue;
+            int ph = atomic_load(&t->phase);
+            int64_t since = atomic_load(&t->since_ms);
+            if (ph == PHASE_HEADERS && c->header_timeout_s &&
+                now - since > (int64_t)c->header_timeout_s * 1000) {
+                t->cut = true;
+                shutdown(t->fd, SHUT_RDWR);
+                log_debug("http: cut a connection: no complete request within %us",
+                          c->header_timeout_s);
+            } else if (ph == PHASE_BODY && c->min_upload_rate) {
+                uint64_t b = atomic_load(&t->body_bytes);
+                if (t->mark_ms == 0 || t->mark_ms < since) {
+                    t->mark_ms = now;
+                    t->mark_bytes = b;
+                } else if (now - t->mark_ms >= 10000) {
+                    if (b - t->mark_bytes < (uint64_t)c->min_upload_rate * 10) {
+                        t->cut = true;
+                        shutdown(t->fd, SHUT_RDWR);
+                        log_info("http: cut an upload slower than %u bytes/s", c->min_upload_rate);
+                    }
+                    t->mark_ms = now;
+                    t->mark_bytes = b;
+                }
+            }
+        }
+        pthread_mutex_unlock(&s->conns_lock);
+    }
+    return NULL;
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -700,6 +828,7 @@ int http_start(struct app *app, struct http_server **out, char *err, size_t err_
     if (!s)
         return -ENOMEM;
     s->app = app;
+    pthread_mutex_init(&s->conns_lock, NULL);
     struct sockaddr_storage ss;
     socklen_t sl;
     int r = parse_listen(app->cfg.listen, &ss, &sl, err, err_cap);
@@ -717,6 +846,7 @@ int http_start(struct app *app, struct http_server **out, char *err, size_t err_
     s->d = MHD_start_daemon(
         flags, 0, NULL, NULL, access_cb, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
         MHD_OPTION_URI_LOG_CALLBACK, uri_log_cb, s, MHD_OPTION_NOTIFY_COMPLETED, completed_cb, s,
+        MHD_OPTION_NOTIFY_CONNECTION, conn_cb, s,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->cfg.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_THREAD_STACK_SIZE,
@@ -729,6 +859,12 @@ int http_start(struct app *app, struct http_server **out, char *err, size_t err_
     }
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
     s->port = info ? info->port : 0;
+    if (pthread_create(&s->watchdog, NULL, watchdog_main, s) != 0) {
+        MHD_stop_daemon(s->d);
+        free(s);
+        snprintf(err, err_cap, "cannot start the connection watchdog");
+        return -EAGAIN;
+    }
     g_server = s;
     *out = s;
     return 0;
@@ -757,6 +893,9 @@ void http_stop(struct http_server *s, unsigned grace_s)
         log_warn("shutdown: %d request(s) still running after %us; closing them",
                  (int)atomic_load(&s->active), grace_s);
     MHD_stop_daemon(s->d);
+    atomic_store(&s->stopping, true);
+    pthread_join(s->watchdog, NULL);
+    pthread_mutex_destroy(&s->conns_lock);
     g_server = NULL;
     free(s);
 }

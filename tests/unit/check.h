@@ -15,8 +15,8 @@
 #include <stdio.h>
 #include <string.h>
 
-static unsigned check_n_pass, check_n_fail;
-static const char *check_current = "";
+static unsigned check_n_pass __attribute__((unused)), check_n_fail __attribute__((unused));
+static const char *check_current __attribute__((unused)) = "";
 
 #define CHECK_FAIL_(...)                                                                   \
     do {                                                                                   \
