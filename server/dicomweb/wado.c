@@ -33,6 +33,7 @@
 #include "dicomweb/handlers.h"
 #include "dicomweb/mp_out.h"
 #include "dicomweb/transcode.h"
+#include "dicomweb/wado_uri_parse.h"
 #include "http/mime.h"
 #include "index/index.h"
 #include "store/store.h"
@@ -1013,37 +1014,16 @@ int wado_bulkdata(struct req *r)
 
 int wado_uri(struct req *r)
 {
-    const char *rt = query_get(&r->query, "requestType");
-    if (!rt || strcmp(rt, "WADO") != 0)
-        return http_error(r, 400, "requestType=WADO is required");
-    const char *study = query_get(&r->query, "studyUID");
-    const char *series = query_get(&r->query, "seriesUID");
-    const char *object = query_get(&r->query, "objectUID");
-    if (!study || !series || !object)
-        return http_error(r, 400, "studyUID, seriesUID and objectUID are required");
-    if (!uid_ok(study) || !uid_ok(series) || !uid_ok(object))
-        return http_error(r, 400, "studyUID, seriesUID and objectUID must be valid UIDs");
-    const char *ct = query_get(&r->query, "contentType");
-    /* PS3.18 9.1.2.1.6: several types may be listed, comma-separated */
-    bool dicom = false, jpeg = false;
-    if (ct) {
-        struct mime_accept ma;
-        if (mime_parse_accept(r->a, ct, &ma) < 0)
-            return http_error(r, 400, "malformed contentType");
-        for (unsigned i = 0; i < ma.n; i++) {
-            if (mime_matches(&ma.ranges[i], "application", "dicom"))
-                dicom = true;
-            else if (mime_matches(&ma.ranges[i], "image", "jpeg") || is_any(&ma.ranges[i]))
-                jpeg = true;
-        }
-    } else {
-        jpeg = true; /* the default for single-frame images (PS3.18 9.1.2.1.6) */
-    }
-    if (!dicom)
+    struct wado_uri w;
+    char perr[256];
+    if (wado_uri_parse(r->a, &r->query, &w, perr, sizeof(perr)) < 0)
+        return http_error(r, 400, "%s", perr);
+    const char *study = w.study, *series = w.series, *object = w.object;
+    if (!w.want_dicom)
         return http_error(r, 406, "contentType %s is not available here; use "
                                   "contentType=application/dicom",
-                          ct ? ct : "image/jpeg");
-    (void)jpeg;
+                          query_get(&r->query, "contentType") ? query_get(&r->query, "contentType")
+                                                              : "image/jpeg");
     struct index_instance ii;
     int rc = index_get_instance(r->app->index, object, true, r->a, &ii);
     if (rc == -ENOENT || (rc == 0 && (strcmp(ii.study_uid, study) || strcmp(ii.series_uid, series))))
@@ -1053,11 +1033,9 @@ int wado_uri(struct req *r)
     struct layout l;
     if (layout_decode(ii.layout, ii.layout_len, r->a, &l) < 0)
         return http_error(r, 500, "the stored layout of this object is unreadable");
-    const char *want = query_get(&r->query, "transferSyntax");
+    const char *want = w.transfer_syntax;
     const char *stored = ii.ts_uid ? ii.ts_uid : UID_IMPLICIT_LE;
     const char *send = want && *want ? want : UID_EXPLICIT_LE;
-    if (want && !uid_ok(want))
-        return http_error(r, 400, "transferSyntax must be a UID");
     if (!strcmp(send, UID_IMPLICIT_LE))
         return http_error(r, 406, "Implicit VR Little Endian is not sent over the web");
     if (strcmp(send, stored) && !transcode_possible(stored, send, &l))
