@@ -34,6 +34,9 @@ struct config {
     uint64_t max_query_bytes;  /* URL query string */
     unsigned qido_default_limit; /* QIDO rows when no limit is given */
     unsigned qido_max_limit;   /* largest accepted limit */
+    uint64_t max_decoded_bytes;  /* decoded pixels one request may produce */
+    uint64_t render_cache_bytes; /* rendered-image cache */
+    unsigned jpeg_quality;     /* default JPEG quality */
     uint64_t disk_reserve_bytes; /* STOW answers 503 when free space would drop below */
 };
 

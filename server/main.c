@@ -24,6 +24,7 @@
 #include "dicomweb/ingest.h"
 #include "http/http.h"
 #include "index/index.h"
+#include "render/cache.h"
 #include "store/store.h"
 #include "yy_config.h"
 #include "core/banned.h"
@@ -69,6 +70,7 @@ static int open_app(struct app *app, bool for_server)
     if (r < 0)
         return r;
     if (for_server) {
+        app->cache = render_cache_new(app->cfg.render_cache_bytes);
         if (app->cfg.web_root[0])
             snprintf(app->web_root, sizeof(app->web_root), "%s", app->cfg.web_root);
         else
@@ -84,6 +86,8 @@ static int unlink_cb(void *ctx, const char *rel)
 
 static void close_app(struct app *app)
 {
+    render_cache_free(app->cache);
+    app->cache = NULL;
     ingest_free(app->ingest);
     index_close(app->index);
     store_close(app->store);

@@ -26,6 +26,12 @@ int wado_bulkdata(struct req *r);
 int wado_uri(struct req *r);
 int wado_delete(struct req *r);
 
+/* rendered resources and thumbnails (rendered.c) */
+int rendered_instance(struct req *r);  /* instance or frames */
+int rendered_scope(struct req *r);     /* study or series: multipart */
+int thumbnail_instance(struct req *r); /* instance or frame */
+int thumbnail_series(struct req *r);   /* series or study */
+
 /* static viewer and service pages (web.c) */
 int web_get(struct req *r);
 int web_root_redirect(struct req *r);

@@ -32,6 +32,7 @@
 #include "dicom/xml.h"
 #include "dicomweb/handlers.h"
 #include "dicomweb/mp_out.h"
+#include "dicomweb/rendered.h"
 #include "dicomweb/transcode.h"
 #include "dicomweb/wado_uri_parse.h"
 #include "http/mime.h"
@@ -1019,11 +1020,21 @@ int wado_uri(struct req *r)
     if (wado_uri_parse(r->a, &r->query, &w, perr, sizeof(perr)) < 0)
         return http_error(r, 400, "%s", perr);
     const char *study = w.study, *series = w.series, *object = w.object;
-    if (!w.want_dicom)
-        return http_error(r, 406, "contentType %s is not available here; use "
-                                  "contentType=application/dicom",
-                          query_get(&r->query, "contentType") ? query_get(&r->query, "contentType")
-                                                              : "image/jpeg");
+    if (!w.want_dicom) {
+        if (!w.want_jpeg && !w.want_png && !w.want_gif)
+            return http_error(r, 406, "contentType must be application/dicom, image/jpeg, "
+                                      "image/png or image/gif");
+        struct index_instance chk;
+        int cr = index_get_instance(r->app->index, w.object, false, r->a, &chk);
+        if (cr == -ENOENT ||
+            (cr == 0 && (strcmp(chk.study_uid, w.study) || strcmp(chk.series_uid, w.series))))
+            return http_error(r, 404, "no such object");
+        if (cr < 0)
+            return cr;
+        return rendered_wado_uri(r, w.object, w.frame, w.rows, w.columns, w.has_window,
+                                 w.window_center, w.window_width, w.quality,
+                                 !w.want_jpeg && w.want_png, !w.want_jpeg && !w.want_png);
+    }
     struct index_instance ii;
     int rc = index_get_instance(r->app->index, object, true, r->a, &ii);
     if (rc == -ENOENT || (rc == 0 && (strcmp(ii.study_uid, study) || strcmp(ii.series_uid, series))))

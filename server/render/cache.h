@@ -1,0 +1,39 @@
+/*
+ * cache.h - a size-bounded LRU cache of rendered images, so repeat views
+ * (thumbnails, the same slice at the same window) cost no decode.
+ *
+ * Owns its entries (copies of the bytes). Thread-safe (one mutex; entries
+ * are copied out under it). A byte budget of 0 disables it.
+ */
+#ifndef YY_RENDER_CACHE_H
+#define YY_RENDER_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/buf.h"
+
+struct render_cache;
+
+struct render_cache *render_cache_new(uint64_t max_bytes);
+void render_cache_free(struct render_cache *c);
+
+/* Copies the entry for key into out (and its media type into type[32]).
+ * Returns true on a hit. */
+bool render_cache_get(struct render_cache *c, const char *key, struct buf *out, char type[32]);
+
+/* Stores a copy (replacing an entry of the same key); evicts the least
+ * recently used entries to stay within the budget. Entries larger than a
+ * quarter of the budget are not kept. */
+void render_cache_put(struct render_cache *c, const char *key, const void *data, size_t len,
+                      const char *type);
+
+/* Drops every entry whose key starts with prefix (an instance deleted). */
+void render_cache_drop_prefix(struct render_cache *c, const char *prefix);
+
+/* Statistics for tests and the status page. */
+void render_cache_stats(struct render_cache *c, uint64_t *bytes, uint64_t *entries,
+                        uint64_t *hits, uint64_t *misses);
+
+#endif
