@@ -154,7 +154,11 @@ static void study_defaults(struct qido *q, json_t *o, const struct index_row *ro
     put_text(o, 0x00080030, "TM", row->study_time);
     put_text(o, 0x00080050, "SH", row->accession);
     put_text(o, 0x00080056, "CS", "ONLINE");
-    put_text(o, 0x00080061, "CS", row->modalities);
+    /* ModalitiesInStudy without a value breaks OHIF's study list
+     * (ohif/Viewers#2774: it reads .Value.length); PS3.18 lets us omit an
+     * unknown value, so it is left out when no series has a Modality */
+    if (row->modalities && *row->modalities)
+        put_text(o, 0x00080061, "CS", row->modalities);
     put_pn(o, 0x00080090, row->referring);
     if (row->timezone)
         put_text(o, 0x00080201, "SH", row->timezone);

@@ -25,6 +25,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "core/sha256.h"
+#include "dicom/dcm.h"
 #include "dicom/frame_read.h"
 #include "dicom/layout.h"
 #include "dicom/metablob.h"
@@ -797,18 +798,9 @@ static struct frame_choice choose_frames(const struct mime_accept *ma, const uns
     return c;
 }
 
-int wado_frames(struct req *r)
+/* Sends frames[0..n) of an opened instance as negotiated from Accept. */
+static int frames_respond(struct req *r, struct one *o, uint32_t *frames, uint32_t n)
 {
-    struct one *o = arena_zalloc(r->a, sizeof(*o));
-    if (!o)
-        return -ENOMEM;
-    int rc = load_one(r, o);
-    if (rc)
-        return rc < 0 ? rc : 0;
-    uint32_t *frames, n;
-    rc = parse_frames(r, &o->l, &frames, &n);
-    if (rc)
-        return rc < 0 ? rc : 0;
     struct mime_accept ma;
     if (parse_accept(r, &ma))
         return 0;
@@ -847,6 +839,86 @@ int wado_frames(struct req *r)
     return http_send(r, 200, resp);
 }
 
+int wado_frames(struct req *r)
+{
+    struct one *o = arena_zalloc(r->a, sizeof(*o));
+    if (!o)
+        return -ENOMEM;
+    int rc = load_one(r, o);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    uint32_t *frames, n;
+    rc = parse_frames(r, &o->l, &frames, &n);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    return frames_respond(r, o, frames, n);
+}
+
+/* Encapsulated data inside a sequence (an icon image): rare, so its
+ * fragments are found by parsing the file here; one part, the codestream. */
+static int nested_encapsulated(struct req *r, struct one *o, const char *path)
+{
+    struct dcm_file *f = NULL;
+    char err[256];
+    int rc = dcm_parse_fd(o->fd, NULL, &f, err, sizeof(err));
+    if (rc < 0)
+        return http_error(r, 500, "the stored instance cannot be parsed: %s", err);
+    const struct dcm_ds *ds = &f->ds;
+    const struct dcm_elem *e = NULL;
+    const char *p = path;
+    while (ds && *p) {
+        char *end;
+        unsigned long tag = strtoul(p, &end, 16);
+        e = dcm_find(ds, (uint32_t)tag);
+        if (!e || end - p != 8)
+            break;
+        p = *end == '/' ? end + 1 : end;
+        if (!*p)
+            break;
+        unsigned long item = strtoul(p, &end, 10);
+        if (e->vr != 0x5351 /* SQ */ || item >= e->n_items || *end != '/') {
+            e = NULL;
+            break;
+        }
+        ds = &e->items[item];
+        p = end + 1;
+    }
+    if (!e || !(e->flags & DCM_E_ENCAPS)) {
+        dcm_file_free(f);
+        return http_error(r, 404, "no bulk data at this path");
+    }
+    struct buf data;
+    buf_init(&data, DECODE_LIMIT);
+    for (uint32_t i = 1; i < e->n_frags && rc == 0; i++)
+        rc = frame_read_range(o->fd, &o->l, e->frags[i].offset, e->frags[i].len, &data);
+    dcm_file_free(f);
+    if (rc < 0) {
+        buf_release(&data);
+        return http_error(r, 500, "cannot read the data (%d)", rc);
+    }
+    const char *boundary = mp_out_boundary(r);
+    struct buf mp;
+    buf_init(&mp, 0);
+    rc = buf_printf(&mp, "--%s\r\nContent-Type: application/octet-stream\r\n\r\n", boundary);
+    rc |= buf_append(&mp, data.data, data.len);
+    rc |= buf_printf(&mp, "\r\n--%s--\r\n", boundary);
+    buf_release(&data);
+    if (rc) {
+        buf_release(&mp);
+        return -ENOMEM;
+    }
+    size_t ml;
+    char *body = buf_detach(&mp, &ml);
+    struct http_resp *resp = http_resp_buffer(body, ml, false);
+    if (!resp)
+        return -ENOMEM;
+    r->bytes_out += ml;
+    http_resp_header(resp, "Content-Type",
+                     arena_printf(r->a, "multipart/related; type=\"application/octet-stream\"; "
+                                        "boundary=%s", boundary));
+    return http_send(r, 200, resp);
+}
+
 /* ---- bulk data ---- */
 
 int wado_bulkdata(struct req *r)
@@ -876,10 +948,24 @@ int wado_bulkdata(struct req *r)
                 multi = true;
         }
     }
+    char top[16];
+    snprintf(top, sizeof(top), "%08X", o->l.pixel_tag);
+    if ((b->flags & DCM_E_ENCAPS) && !strcmp(b->path, top)) {
+        /* PS3.18 8.7.3.3.2: compressed pixel data as bulk data is one part
+         * per frame, the codestream without fragment delimiters */
+        if (!(o->l.flags & LAYOUT_FRAMES_OK))
+            return http_error(r, 500, "the frames of this instance could not be located at ingest");
+        uint32_t *frames = arena_alloc(r->a, (o->l.n_frames ? o->l.n_frames : 1) * sizeof(*frames));
+        if (!frames)
+            return -ENOMEM;
+        for (uint32_t i = 0; i < o->l.n_frames; i++)
+            frames[i] = i;
+        return frames_respond(r, o, frames, o->l.n_frames);
+    }
     if (!single && !multi)
         return http_error(r, 406, "bulk data is available as application/octet-stream");
     if (b->flags & DCM_E_ENCAPS)
-        return http_error(r, 406, "this is encapsulated pixel data: retrieve it as frames");
+        return nested_encapsulated(r, o, b->path);
     bool zero_copy = !(o->l.flags & (LAYOUT_DEFLATED | LAYOUT_BIG));
     uint64_t off = b->offset, len = b->len;
     /* HTTP Range (RFC 9110 14): a single range on single-part responses */

@@ -21,7 +21,8 @@ const JPEG_SINGLE = 'ts/jpeg_baseline/pylibjpeg-data__JPEGBaseline_1s_1f_u_08_08
 const PDF = 'nonimage/orthanc__sample-pdf.dcm';
 const ECG = 'nonimage/pydicom__waveform_ecg.dcm'; // WaveformData inside a sequence
 const OVERLAY_MR = 'ts/explicit_le/pydicom-data__MR-SIEMENS-DICOM-WithOverlays.dcm'; // OverlayData
-const OTHER_FILES = [JPEG_MULTI, JPEG_SINGLE, PDF, ECG, OVERLAY_MR];
+const RLE = 'ts/rle/fo-dicom__D_CLUNIE_CT1_RLE_FRAGS.dcm'; // lossless, CT 512x512 16-bit
+const OTHER_FILES = [JPEG_MULTI, JPEG_SINGLE, RLE, PDF, ECG, OVERLAY_MR];
 
 const JPEG_BASELINE = '1.2.840.10008.1.2.4.50';
 const EXPLICIT_LE = '1.2.840.10008.1.2.1';
@@ -119,19 +120,19 @@ export async function run(checks, server) {
         assertEq(refs.map((r) => jv(r, '00081150')), mr.map(() => '1.2.840.10008.5.1.4.1.1.4'), 'ReferencedSOPClassUIDs');
         assertEq(jv(resp, '00081190'), `${server.root}/studies/${mrStudy}`, 'RetrieveURL');
     });
-    await check('storeInstances: JPEG (multi- and single-frame), PDF, ECG, MR with overlays to /studies', async () => {
-        const fs5 = Object.values(others);
-        const resp = JSON.parse(await call(client.storeInstances({ datasets: fs5.map((f) => f.arrayBuffer()) })));
+    await check('storeInstances: JPEG (multi- and single-frame), RLE, PDF, ECG, MR with overlays to /studies', async () => {
+        const fs6 = Object.values(others);
+        const resp = JSON.parse(await call(client.storeInstances({ datasets: fs6.map((f) => f.arrayBuffer()) })));
         assert(!resp['00081198'], 'FailedSOPSequence present: ' + JSON.stringify(resp['00081198']));
-        assertEq(resp['00081199'].Value.map((r) => jv(r, '00081155')).sort(), fs5.map((f) => f.sop).sort(),
+        assertEq(resp['00081199'].Value.map((r) => jv(r, '00081155')).sort(), fs6.map((f) => f.sop).sort(),
                  'ReferencedSOPInstanceUIDs');
     });
 
     // ---- QIDO-RS
     await check('searchForStudies: every stored study with its instance count', async () => {
         const res = await call(client.searchForStudies());
-        const got = Object.fromEntries(res.map((s) => [jv(s, '0020000D'), jv(s, '00201208')]));
-        assertEq(got, Object.fromEntries([...studies].sort()), 'study UID -> NumberOfStudyRelatedInstances');
+        const got = res.map((s) => [jv(s, '0020000D'), jv(s, '00201208')]).sort();
+        assertEq(got, [...studies].sort(), '(StudyInstanceUID, NumberOfStudyRelatedInstances)');
     });
     await check('searchForStudies: PatientID=FRUIT, PatientName=FRU* and fuzzy "fru"', async () => {
         for (const qp of [{ PatientID: 'FRUIT' }, { PatientName: 'FRU*' }, { PatientName: 'fru', fuzzymatching: 'true' }]) {
@@ -201,10 +202,13 @@ export async function run(checks, server) {
             assertEq([got.byteLength, sha256(got)], [f.buf.length, sha256(f.buf)], `${f.rel} (length, sha256)`);
         }
     });
-    await check('retrieveInstance: JPEG baseline instance with the client\'s default Accept (PS3.18 8.7.3.4)', async () => {
-        // dicomweb-client 0.10.4 sends Accept: multipart/related; type="application/dicom"
-        // (it cannot send transfer-syntax=* for instances). PS3.18 8.7.3.4 Note 2:
-        // convert to Explicit VR LE, or for lossy data return the lossy syntax.
+    // dicomweb-client 0.10.4 retrieveInstance can only send its default
+    // Accept: multipart/related; type="application/dicom" (with mediaTypes it
+    // throws before sending). PS3.18 8.7.3.4 and its Note 2: the default is
+    // Explicit VR Little Endian; every origin server must be able to convert to
+    // it, except that for lossy compressed pixel data it may return the lossy
+    // syntax as received.
+    await check('retrieveInstance: lossy JPEG instance, client default Accept -> JPEG as stored or Explicit VR LE (PS3.18 8.7.3.4)', async () => {
         const f = others[JPEG_SINGLE];
         const got = await call(client.retrieveInstance(f.ids()));
         const ds = dicomParser.parseDicom(new Uint8Array(got));
@@ -214,6 +218,15 @@ export async function run(checks, server) {
             assertEq(sha256(encapsulatedFrame({ ds, buf: toBuffer(got) }, 0)), sha256(encapsulatedFrame(f, 0)), 'JPEG frame');
         else
             assertEq([ts, ds.elements.x7fe00010.length], [EXPLICIT_LE, 100 * 100], '(TransferSyntaxUID, PixelData length)');
+    });
+    await check('retrieveInstance: RLE (lossless) instance, client default Accept -> Explicit VR LE, pixels = REFERENCE.tsv (PS3.18 8.7.3.4)', async () => {
+        const f = others[RLE];
+        const got = toBuffer(await call(client.retrieveInstance(f.ids())));
+        const ds = dicomParser.parseDicom(new Uint8Array(got.buffer, got.byteOffset, got.length));
+        assertEq([ds.string('x00020010'), ds.string('x00080018')], [EXPLICIT_LE, f.sop], '(TransferSyntaxUID, SOPInstanceUID)');
+        const el = ds.elements.x7fe00010;
+        assertEq(sha256(got.subarray(el.dataOffset, el.dataOffset + 512 * 512 * 2)), referenceFrameSha(f.rel, 0),
+                 'decoded PixelData sha256 vs REFERENCE.tsv');
     });
 
     // ---- WADO-RS frames
@@ -241,12 +254,13 @@ export async function run(checks, server) {
             mediaTypes: [{ mediaType: 'application/octet-stream', transferSyntaxUID: '*' }] }));
         assertEq(parts.map((p) => sha256(p)), [0, 2, 33].map((i) => sha256(encapsulatedFrame(f, i))), 'frame sha256s');
     });
-    await check('retrieveInstanceFrames: JPEG frame with the client\'s default Accept (octet-stream) is decoded', async () => {
-        // Accept: multipart/related; type="application/octet-stream" -> Explicit VR LE
-        // (PS3.18 8.7.3.3.1 / 8.7.3.4): the 100x100 8-bit frame decompressed
-        const f = others[JPEG_SINGLE];
+    await check('retrieveInstanceFrames: RLE (lossless) frame, client default Accept (octet-stream) -> decoded = REFERENCE.tsv', async () => {
+        // Accept: multipart/related; type="application/octet-stream": uncompressed
+        // bulk data, default Explicit VR LE (PS3.18 8.7.3 and Table 8.7.3-4)
+        const f = others[RLE];
         const parts = await call(client.retrieveInstanceFrames({ ...f.ids(), frameNumbers: [1] }));
-        assertEq(parts.map((p) => p.byteLength), [100 * 100], 'decoded frame lengths');
+        assertEq(parts.map((p) => p.byteLength), [512 * 512 * 2], 'decoded frame lengths');
+        assertEq(sha256(parts[0]), referenceFrameSha(f.rel, 0), 'frame sha256 vs REFERENCE.tsv');
     });
 
     // ---- WADO-RS bulk data
