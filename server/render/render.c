@@ -387,6 +387,17 @@ int render_params_parse(const char *window, const char *viewport, const char *qu
 /* Stored value i of the frame as an integer (masked, sign-extended). */
 static inline int64_t sample(const struct render_info *ri, const uint8_t *px, size_t i)
 {
+    if (ri->bits_alloc == 16 && ri->high_bit + 1 == ri->bits_stored) {
+        /* the common case: 16-bit container, stored bits at the bottom */
+        uint16_t raw = (uint16_t)(px[2 * i] | px[2 * i + 1] << 8);
+        unsigned bs = ri->bits_stored;
+        if (bs == 16)
+            return ri->pixrep ? (int16_t)raw : raw;
+        uint16_t v = raw & (uint16_t)((1u << bs) - 1);
+        if (ri->pixrep && (v >> (bs - 1)) & 1)
+            return (int64_t)v - (1LL << bs);
+        return v;
+    }
     uint64_t raw;
     switch (ri->bits_alloc) {
     case 8:
@@ -604,8 +615,15 @@ static int gray_to_8(const struct render_info *ri, const uint8_t *px, size_t len
     /* integer data: a lookup table over the stored range when it is small */
     unsigned bs = ri->bits_stored ? ri->bits_stored : ba;
     if (!ri->float_data && bs <= 16) {
-        int64_t lo = ri->pixrep ? -(1LL << (bs - 1)) : 0;
-        int64_t hi = ri->pixrep ? (1LL << (bs - 1)) - 1 : (1LL << bs) - 1;
+        /* the LUT spans only the values present in this frame */
+        int64_t lo = INT64_MAX, hi = INT64_MIN;
+        for (size_t i = 0; i < n; i++) {
+            int64_t v = sample(ri, px, i);
+            if (v < lo)
+                lo = v;
+            if (v > hi)
+                hi = v;
+        }
         size_t span = (size_t)(hi - lo + 1);
         uint8_t *lut = malloc(span);
         if (!lut)
@@ -695,6 +713,14 @@ static int resample(const uint8_t *src, unsigned sw_, unsigned sh_, unsigned ch,
     out->px = malloc((size_t)ow * oh * ch);
     if (!out->px)
         return -ENOMEM;
+    if (ow == (unsigned)rw && oh == (unsigned)rh && rx == floor(rx) && ry == floor(ry) &&
+        rw == floor(rw) && rh == floor(rh) && !flip_x && !flip_y) {
+        /* no scaling: copy the region's rows */
+        for (unsigned y = 0; y < oh; y++)
+            memcpy(out->px + (size_t)y * ow * ch,
+                   src + (((size_t)ry + y) * sw_ + (size_t)rx) * ch, (size_t)ow * ch);
+        return 0;
+    }
     double sx = rw / ow, sy = rh / oh;
     for (unsigned y = 0; y < oh; y++) {
         unsigned yy = flip_y ? oh - 1 - y : y;
