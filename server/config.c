@@ -49,7 +49,7 @@ static const struct key g_keys[] = {
     UINT(qido_default_limit, "1000", "QIDO-RS results when the request gives no limit"),
     UINT(qido_max_limit, "10000", "largest QIDO-RS limit honoured (a Warning header says when it cut)"),
     SIZE(max_decoded_bytes, "512M", "decoded pixel bytes one request may produce (413 over it)"),
-    SIZE(render_cache_bytes, "64M", "memory for the rendered-image cache (0 turns it off)"),
+    SIZE(render_cache_bytes, "32M", "memory for the rendered-image cache (0 turns it off)"),
     UINT(jpeg_quality, "90", "default quality (1-100) of rendered and transcoded JPEG"),
     SIZE(disk_reserve_bytes, "64M", "free disk space kept: STOW-RS answers 503 below it"),
 };

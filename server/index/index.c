@@ -170,7 +170,7 @@ static int conn_open(const char *path, struct conn **out)
     sqlite3_extended_result_codes(c->db, 1);
     if (conn_exec(c, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; "
                      "PRAGMA foreign_keys=ON; PRAGMA temp_store=MEMORY; "
-                     "PRAGMA cache_size=-8192") < 0) {
+                     "PRAGMA cache_size=-2048") < 0) {
         conn_free(c);
         return -EIO;
     }
@@ -227,6 +227,12 @@ static void release(struct index *ix, struct conn *c)
 {
     if (!c)
         return;
+    /* no statement of a pooled connection may stay stepped: an open read
+     * snapshot makes the next BEGIN IMMEDIATE on this connection fail at
+     * once with SQLITE_BUSY_SNAPSHOT once another connection has written */
+    for (int i = 0; i < ST_COUNT; i++)
+        if (c->st[i])
+            sqlite3_reset(c->st[i]);
     pthread_mutex_lock(&ix->lock);
     c->next = ix->free_list;
     ix->free_list = c;

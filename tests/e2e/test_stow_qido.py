@@ -461,6 +461,49 @@ def test_concurrent_uploads_into_one_study():
         H.eq(len(inst), len(paths), 'instances listed')
 
 
+def test_stow_while_reading():
+    """Writers next to streaming readers: a pooled index connection once
+    kept a read snapshot open and the next STOW on it failed at once with
+    "database is locked" (SQLITE_BUSY_SNAPSHOT)."""
+    import io
+    mr = os.path.join(H.CORPUS, 'series/mr_ge_signa_3d_sag_irspgr_196')
+    tmpl = []
+    for fn in sorted(os.listdir(mr))[:5]:
+        raw = open(os.path.join(mr, fn), 'rb').read()
+        tmpl.append((raw, pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True).SOPInstanceUID.encode()))
+    s2 = H.Server()
+    with s2:
+        s2.stow([t[0] for t in tmpl])
+        st_uid = H.value(s2.get_json('/dicomweb/studies')[0], '0020000D')
+        stop = threading.Event()
+        failures = []
+
+        def reader():
+            while not stop.is_set():
+                for p in ['/dicomweb/studies', '/dicomweb/studies/%s/metadata' % st_uid,
+                          '/dicomweb/instances?limit=1000']:
+                    st, _, _ = s2.get(p)
+                    if st != 200:
+                        failures.append(('read', p, st))
+        readers = [threading.Thread(target=reader) for _ in range(3)]
+        for t in readers:
+            t.start()
+        n = 0
+        for k in range(40):
+            parts = []
+            for raw, uid in tmpl:
+                n += 1
+                parts.append(raw.replace(uid, uid[:-9] + b'7%08d' % n))
+            st, _, js = s2.stow(parts)
+            if st != 200:
+                failures.append(('stow', st, json.dumps(js)[:200]))
+        stop.set()
+        for t in readers:
+            t.join()
+        H.eq(failures, [], 'no failures with concurrent readers')
+        H.eq(s2.get_json('/status')['instances'], 5 + 200, 'every instance stored')
+
+
 def test_reindex_reproduces_qido():
     s2 = H.Server()
     s2.start()
@@ -524,7 +567,7 @@ TESTS = [test_stow_whole_corpus, test_refused_reasons_name_the_problem,
          test_fuzzy_names_hanzi_and_pinyin, test_includefield_limit_offset_order, test_qido_errors,
          test_qido_xml, test_restow_is_idempotent, test_conflicting_object_refused_unless_overwrite,
          test_stow_to_study_url, test_stow_error_statuses, test_disk_full_503_and_reads_keep_working,
-         test_concurrent_uploads_into_one_study, test_reindex_reproduces_qido,
+         test_concurrent_uploads_into_one_study, test_stow_while_reading, test_reindex_reproduces_qido,
          test_access_log_has_no_patient_data, test_import_cli_summary, test_sigterm_stops_cleanly]
 
 if __name__ == '__main__':
