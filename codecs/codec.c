@@ -105,9 +105,9 @@ bool codec_can_decode(const char *ts_uid)
            (ts_uid && (strcmp(ts_uid, TS_RLE) == 0 || strcmp(ts_uid, TS_DEFLATED_FRAME) == 0));
 }
 
-int codec_decode(const char *ts_uid, const struct codec_image *img, const uint8_t *data,
-                 size_t len, unsigned first_bit, uint8_t *out, size_t out_cap,
-                 struct codec_out *info, char *err, size_t err_cap)
+int codec_decode(const char *ts_uid, const struct codec_image *img, const uint8_t *data, size_t len,
+                 unsigned first_bit, uint8_t *out, size_t out_cap, struct codec_out *info,
+                 char *err, size_t err_cap)
 {
     struct codec_out dummy;
     if (!info)

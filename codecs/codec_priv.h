@@ -123,16 +123,16 @@ static inline int32_t codec_sext(uint32_t v, unsigned bits)
 
 /* ---- per library (each in its own file) ---- */
 
-#define CODEC_DECODE_ARGS                                                                 \
-    const struct codec_image *img, const uint8_t *data, size_t len, uint8_t *out,         \
-        size_t out_cap, struct codec_out *info, char *err, size_t err_cap
+#define CODEC_DECODE_ARGS                                                                          \
+    const struct codec_image *img, const uint8_t *data, size_t len, uint8_t *out, size_t out_cap,  \
+        struct codec_out *info, char *err, size_t err_cap
 
 /* Encoders get pixels of at least codec_frame_size(img) bytes (len), except
  * uncompressed YBR_FULL_422 (2 bytes a pixel) for JPEG. */
-#define CODEC_ENCODE_ARGS                                                                 \
-    const struct codec_image *img, const uint8_t *pixels, size_t len,                     \
-        const struct codec_encode_opts *o, uint8_t **out, size_t *out_len,               \
-        struct codec_out *info, char *err, size_t err_cap
+#define CODEC_ENCODE_ARGS                                                                          \
+    const struct codec_image *img, const uint8_t *pixels, size_t len,                              \
+        const struct codec_encode_opts *o, uint8_t **out, size_t *out_len, struct codec_out *info, \
+        char *err, size_t err_cap
 
 /* native.c: stored native bytes (first_bit for 1-bit data) -> canonical */
 int native_decode(const struct codec_image *img, const uint8_t *data, size_t len,

@@ -25,12 +25,14 @@
 #include "gdcm_shim.h"
 #include "core/banned.h"
 
-namespace {
+namespace
+{
 
 /* Exposes the protected stream decoder (what JPEGCodec::Decode calls for a
  * single fragment, without its fragment-guessing fallback). */
-class ShimJPEG : public gdcm::JPEGCodec {
-public:
+class ShimJPEG : public gdcm::JPEGCodec
+{
+  public:
     using gdcm::JPEGCodec::DecodeByStreams;
 };
 
@@ -52,10 +54,14 @@ gdcm::PhotometricInterpretation::PIType pi_type(const char *s, unsigned spp)
         const char *name;
         P::PIType type;
     } known[] = {
-        {"MONOCHROME1", P::MONOCHROME1},   {"MONOCHROME2", P::MONOCHROME2},
-        {"PALETTE COLOR", P::PALETTE_COLOR}, {"RGB", P::RGB},
-        {"YBR_FULL", P::YBR_FULL},         {"YBR_FULL_422", P::YBR_FULL_422},
-        {"YBR_PARTIAL_422", P::YBR_PARTIAL_422}, {"YBR_ICT", P::YBR_ICT},
+        {"MONOCHROME1", P::MONOCHROME1},
+        {"MONOCHROME2", P::MONOCHROME2},
+        {"PALETTE COLOR", P::PALETTE_COLOR},
+        {"RGB", P::RGB},
+        {"YBR_FULL", P::YBR_FULL},
+        {"YBR_FULL_422", P::YBR_FULL_422},
+        {"YBR_PARTIAL_422", P::YBR_PARTIAL_422},
+        {"YBR_ICT", P::YBR_ICT},
         {"YBR_RCT", P::YBR_RCT},
     };
     std::string v = s ? s : "";
@@ -65,8 +71,8 @@ gdcm::PhotometricInterpretation::PIType pi_type(const char *s, unsigned spp)
     v = b == std::string::npos ? std::string() : v.substr(b);
     for (const auto &k : known)
         if (v == k.name) {
-            bool colour = k.type != P::MONOCHROME1 && k.type != P::MONOCHROME2 &&
-                          k.type != P::PALETTE_COLOR;
+            bool colour =
+                k.type != P::MONOCHROME1 && k.type != P::MONOCHROME2 && k.type != P::PALETTE_COLOR;
             if (colour == (spp == 3))
                 return k.type;
         }
@@ -79,15 +85,14 @@ void set_err(char *err, size_t cap, const char *msg)
         snprintf(err, cap, "%s", msg);
 }
 
-int jpeg_decode(const struct gdcm_shim_image *img, const uint8_t *data, size_t len,
-                uint8_t *out, size_t out_cap, size_t *out_len, unsigned *sample_bytes, char *err,
-                size_t err_cap)
+int jpeg_decode(const struct gdcm_shim_image *img, const uint8_t *data, size_t len, uint8_t *out,
+                size_t out_cap, size_t *out_len, unsigned *sample_bytes, char *err, size_t err_cap)
 {
     if (img->spp != 1 && img->spp != 3)
         return -EINVAL;
     if ((img->bits_alloc != 8 && img->bits_alloc != 16) || !img->bits_stored ||
-        img->bits_stored > img->bits_alloc || img->pixrep > 1 || img->planar > 1 ||
-        !img->rows || !img->cols || len > 0x7fffffff)
+        img->bits_stored > img->bits_alloc || img->pixrep > 1 || img->planar > 1 || !img->rows ||
+        !img->cols || len > 0x7fffffff)
         return -EINVAL;
     quiet_gdcm();
     unsigned bs = img->bits_stored;

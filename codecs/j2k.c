@@ -169,8 +169,7 @@ static int j2k_decode_ts(const struct codec_image *img, const uint8_t *data, siz
         r = codec_fail(-EBADMSG, err, err_cap, "j2k header: %s", msg.text);
         goto out;
     }
-    if (im->x1 - im->x0 != img->cols || im->y1 - im->y0 != img->rows ||
-        im->numcomps != img->spp) {
+    if (im->x1 - im->x0 != img->cols || im->y1 - im->y0 != img->rows || im->numcomps != img->spp) {
         r = codec_fail(-EBADMSG, err, err_cap, "j2k: %ux%u x%u != dataset %ux%u x%u",
                        im->x1 - im->x0, im->y1 - im->y0, im->numcomps, img->cols, img->rows,
                        img->spp);
@@ -181,8 +180,8 @@ static int j2k_decode_ts(const struct codec_image *img, const uint8_t *data, siz
         if (cp->dx != 1 || cp->dy != 1 || cp->prec < 1 || cp->prec > img->bits_alloc ||
             cp->prec > 31 || cp->prec != im->comps[0].prec || cp->sgnd != im->comps[0].sgnd) {
             r = codec_fail(-EBADMSG, err, err_cap,
-                           "j2k: component %u (%u bits, subsampled %ux%u) not handled", c,
-                           cp->prec, cp->dx, cp->dy);
+                           "j2k: component %u (%u bits, subsampled %ux%u) not handled", c, cp->prec,
+                           cp->dx, cp->dy);
             goto out;
         }
     }
@@ -283,8 +282,8 @@ int j2k_encode(CODEC_ENCODE_ARGS)
     }
     struct opj_msg msg = {{0}};
     struct memstream ms = {0};
-    opj_image_t *im = opj_image_create(img->spp, cp, img->spp == 3 ? OPJ_CLRSPC_SRGB
-                                                                   : OPJ_CLRSPC_GRAY);
+    opj_image_t *im =
+        opj_image_create(img->spp, cp, img->spp == 3 ? OPJ_CLRSPC_SRGB : OPJ_CLRSPC_GRAY);
     opj_codec_t *codec = opj_create_compress(OPJ_CODEC_J2K);
     opj_stream_t *st = opj_stream_create(65536, OPJ_FALSE);
     int r = 0;
@@ -325,8 +324,7 @@ int j2k_encode(CODEC_ENCODE_ARGS)
     opj_stream_set_seek_function(st, ms_seek);
     if (!opj_setup_encoder(codec, &p, im) || !opj_start_compress(codec, im, st) ||
         !opj_encode(codec, st) || !opj_end_compress(codec, st)) {
-        r = ms.oom ? -ENOMEM
-                   : codec_fail(-EINVAL, err, err_cap, "j2k encode: %s", msg.text);
+        r = ms.oom ? -ENOMEM : codec_fail(-EINVAL, err, err_cap, "j2k encode: %s", msg.text);
         goto out;
     }
     *out = ms.wr;

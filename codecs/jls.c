@@ -17,13 +17,36 @@
 #include "codec_priv.h"
 #include "core/banned.h"
 
+/* CharLS 2.4.1 (Debian 12) spins forever when the entropy-coded data runs
+ * out at the end of the buffer (its bit reader only stops cleanly at a
+ * marker). A buffer that ends with a marker can never run out that way, so
+ * a frame not ending with EOI gets one appended. */
+static bool ends_with_eoi(const uint8_t *d, size_t len)
+{
+    while (len > 2 && d[len - 1] == 0x00)
+        len--;
+    return len >= 2 && d[len - 2] == 0xFF && d[len - 1] == 0xD9;
+}
+
 int jls_decode(CODEC_DECODE_ARGS)
 {
     (void)out_cap;
+    uint8_t *tmp = NULL, *fixed = NULL;
+    if (!ends_with_eoi(data, len)) {
+        fixed = malloc(len + 2);
+        if (!fixed)
+            return -ENOMEM;
+        memcpy(fixed, data, len);
+        fixed[len] = 0xFF;
+        fixed[len + 1] = 0xD9;
+        data = fixed;
+        len += 2;
+    }
     charls_jpegls_decoder *d = charls_jpegls_decoder_create();
-    if (!d)
+    if (!d) {
+        free(fixed);
         return -ENOMEM;
-    uint8_t *tmp = NULL;
+    }
     int r = 0;
     charls_frame_info fi;
     charls_interleave_mode ilv = CHARLS_INTERLEAVE_MODE_NONE;
@@ -39,8 +62,8 @@ int jls_decode(CODEC_DECODE_ARGS)
         goto out;
     }
     if (fi.width != img->cols || fi.height != img->rows || fi.component_count != img->spp) {
-        r = codec_fail(-EBADMSG, err, err_cap, "jpeg-ls: %ux%u x%d != dataset %ux%u x%u",
-                       fi.width, fi.height, fi.component_count, img->cols, img->rows, img->spp);
+        r = codec_fail(-EBADMSG, err, err_cap, "jpeg-ls: %ux%u x%d != dataset %ux%u x%u", fi.width,
+                       fi.height, fi.component_count, img->cols, img->rows, img->spp);
         goto out;
     }
     unsigned nb = codec_sample_bytes(img);
@@ -82,6 +105,7 @@ int jls_decode(CODEC_DECODE_ARGS)
     info->bits_stored = (uint16_t)fi.bits_per_sample;
 out:
     free(tmp);
+    free(fixed);
     charls_jpegls_decoder_destroy(d);
     return r;
 }

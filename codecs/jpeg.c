@@ -221,8 +221,7 @@ static int turbo_decode(const struct codec_image *img, const struct jpeg_hdr *hd
         ERREXIT(&cinfo, JERR_IMAGE_TOO_BIG);
     JSAMPARRAY tmp = NULL;
     if (nb != 1)
-        tmp = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE,
-                                         (JDIMENSION)stride, 1);
+        tmp = (*cinfo.mem->alloc_sarray)((j_common_ptr)&cinfo, JPOOL_IMAGE, (JDIMENSION)stride, 1);
     while (cinfo.output_scanline < cinfo.output_height) {
         size_t y = cinfo.output_scanline;
         JSAMPROW row = nb == 1 ? out + y * stride : tmp[0];
@@ -262,6 +261,14 @@ static int gdcm_decode(const struct codec_image *img, const struct jpeg_hdr *hdr
     if (hdr->precision > img->bits_alloc || img->bits_alloc > 16)
         return codec_fail(-EBADMSG, err, err_cap, "jpeg: %u-bit data in %u-bit container",
                           hdr->precision, img->bits_alloc);
+    /* GDCM accepts a stream that just stops (one "premature end" warning
+     * is tolerated), so a truncated frame would decode to grey: insist on
+     * the EOI marker in the last bytes (padding 00 or FF may follow). */
+    bool eoi = false;
+    for (size_t k = 0; k < 16 && k + 4 <= len && !eoi; k++)
+        eoi = data[len - k - 2] == 0xFF && data[len - k - 1] == 0xD9;
+    if (!eoi)
+        return codec_fail(-EBADMSG, err, err_cap, "jpeg: no EOI marker (truncated?)");
     struct gdcm_shim_image g = {
         .rows = img->rows,
         .cols = img->cols,
@@ -290,8 +297,8 @@ static int gdcm_decode(const struct codec_image *img, const struct jpeg_hdr *hdr
     J_COLOR_SPACE cs = JCS_YCbCr;
     if (hdr->adobe && hdr->adobe_transform == 0)
         cs = JCS_RGB;
-    codec_set_photometric(info, lossless && !hdr->jfif ? img->photometric
-                                                        : colour_out(img, hdr, cs));
+    codec_set_photometric(info,
+                          lossless && !hdr->jfif ? img->photometric : colour_out(img, hdr, cs));
     return 0;
 }
 
@@ -301,10 +308,10 @@ int jpeg_decode(CODEC_DECODE_ARGS)
     if (jpeg_scan(data, len, &h) < 0)
         return codec_fail(-EBADMSG, err, err_cap, "jpeg: no valid header");
     if (h.width != img->cols || h.height != img->rows || h.ncomp != img->spp)
-        return codec_fail(-EBADMSG, err, err_cap, "jpeg: %ux%u x%u != dataset %ux%u x%u",
-                          h.width, h.height, h.ncomp, img->cols, img->rows, img->spp);
-    bool dct8 = h.precision == 8 && (h.sof == 0xC0 || h.sof == 0xC1 || h.sof == 0xC2 ||
-                                     h.sof == 0xC9 || h.sof == 0xCA);
+        return codec_fail(-EBADMSG, err, err_cap, "jpeg: %ux%u x%u != dataset %ux%u x%u", h.width,
+                          h.height, h.ncomp, img->cols, img->rows, img->spp);
+    bool dct8 = h.precision == 8 &&
+                (h.sof == 0xC0 || h.sof == 0xC1 || h.sof == 0xC2 || h.sof == 0xC9 || h.sof == 0xCA);
     if (dct8 && img->bits_alloc <= 16)
         return turbo_decode(img, &h, data, len, out, info, err, err_cap);
     return gdcm_decode(img, &h, data, len, out, out_cap, info, err, err_cap);

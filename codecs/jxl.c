@@ -96,8 +96,8 @@ int jxl_decode(CODEC_DECODE_ARGS)
             bits = bi.bits_per_sample;
             sb = bits <= 8 ? 1 : 2;
             if (sb > nb) {
-                r = codec_fail(-EBADMSG, err, err_cap, "jxl: %u bits in %u-bit container",
-                               bits, img->bits_alloc);
+                r = codec_fail(-EBADMSG, err, err_cap, "jxl: %u bits in %u-bit container", bits,
+                               img->bits_alloc);
                 goto out;
             }
             fmt.data_type = sb == 1 ? JXL_TYPE_UINT8 : JXL_TYPE_UINT16;

@@ -53,8 +53,7 @@ int native_decode(const struct codec_image *img, const uint8_t *data, size_t len
     }
     size_t need = nsamp * nb;
     if (len < need)
-        return codec_fail(-EBADMSG, err, err_cap, "native frame short: %zu < %zu bytes", len,
-                          need);
+        return codec_fail(-EBADMSG, err, err_cap, "native frame short: %zu < %zu bytes", len, need);
     bool swap = img->big_endian && nb > 1;
     if (img->spp == 1 || img->planar == 0) {
         if (!swap) {
@@ -108,8 +107,10 @@ static int inflate_into(const uint8_t *data, size_t len, int wbits, uint8_t *dst
         out_done += out_chunk - z.avail_out;
         if (zr == Z_STREAM_END)
             break;
-        if (zr == Z_BUF_ERROR && out_done == cap)
-            break; /* frame complete; trailing data ignored */
+        if (zr == Z_BUF_ERROR && out_done == cap) {
+            r = -EBADMSG; /* more data than the frame: wrong dimensions */
+            break;
+        }
         if (zr != Z_OK) {
             r = zr == Z_MEM_ERROR ? -ENOMEM : -EBADMSG;
             break;
@@ -130,13 +131,14 @@ int deflate_frame_decode(CODEC_DECODE_ARGS)
     size_t stored = img->bits_alloc == 1 ? (nsamp + 7) / 8 : nsamp * codec_sample_bytes(img);
     if (is_ybr422(img))
         stored = codec_pixels(img) * 2;
-    uint8_t *tmp = malloc(stored ? stored : 1);
+    /* room for one byte of padding more (an odd frame padded to even) */
+    uint8_t *tmp = malloc(stored + 2);
     if (!tmp)
         return -ENOMEM;
     size_t got = 0;
-    int r = inflate_into(data, len, looks_zlib(data, len) ? MAX_WBITS : -MAX_WBITS, tmp, stored,
+    int r = inflate_into(data, len, looks_zlib(data, len) ? MAX_WBITS : -MAX_WBITS, tmp, stored + 2,
                          &got);
-    if (r == 0 && got < stored)
+    if (r == 0 && (got < stored || got > stored + 1))
         r = -EBADMSG;
     if (r < 0) {
         free(tmp);

@@ -26,20 +26,28 @@
 #include "ojph_shim.h"
 #include "core/banned.h"
 
-namespace {
+namespace
+{
 
-class quiet_info : public ojph::message_info {
-public:
-    void operator()(int, const char *, int, const char *, ...) override {}
+class quiet_info : public ojph::message_info
+{
+  public:
+    void operator()(int, const char *, int, const char *, ...) override
+    {
+    }
 };
 
-class quiet_warning : public ojph::message_warning {
-public:
-    void operator()(int, const char *, int, const char *, ...) override {}
+class quiet_warning : public ojph::message_warning
+{
+  public:
+    void operator()(int, const char *, int, const char *, ...) override
+    {
+    }
 };
 
-class throwing_error : public ojph::message_error {
-public:
+class throwing_error : public ojph::message_error
+{
+  public:
     void operator()(int code, const char *, int, const char *fmt, ...) override
     {
         char msg[160];
@@ -67,8 +75,9 @@ void configure_once()
 
 /* A growable in-memory output (OpenJPH's mem_outfile is avoided: we want
  * our own bound on the size). */
-class vec_outfile : public ojph::outfile_base {
-public:
+class vec_outfile : public ojph::outfile_base
+{
+  public:
     size_t write(const void *ptr, size_t size) override
     {
         if (size > ((size_t)1 << 31) - data.size())
@@ -77,7 +86,10 @@ public:
         data.insert(data.end(), p, p + size);
         return size;
     }
-    ojph::si64 tell() override { return (ojph::si64)data.size(); }
+    ojph::si64 tell() override
+    {
+        return (ojph::si64)data.size();
+    }
     std::vector<ojph::ui8> data;
 };
 
@@ -116,6 +128,8 @@ int encode(unsigned cols, unsigned rows, unsigned spp, unsigned prec, int is_sig
         const int32_t *src = samples + (size_t)row[next] * cols * spp + next;
         for (unsigned x = 0; x < cols; x++)
             line->i32[x] = src[(size_t)x * spp];
+        for (size_t x = cols; x < line->size; x++)
+            line->i32[x] = 0;
         row[next]++;
         line = cs.exchange(line, next);
     }
@@ -137,8 +151,8 @@ extern "C" int ojph_shim_encode(unsigned cols, unsigned rows, unsigned spp, unsi
                                 size_t *out_len, char *err, size_t err_cap)
 {
     try {
-        if (!cols || !rows || (spp != 1 && spp != 3) || prec < 1 || prec > 16 || !samples ||
-            !out || !out_len)
+        if (!cols || !rows || (spp != 1 && spp != 3) || prec < 1 || prec > 16 || !samples || !out ||
+            !out_len)
             return -EINVAL;
         return encode(cols, rows, spp, prec, is_signed, rct, samples, out, out_len);
     } catch (const std::bad_alloc &) {

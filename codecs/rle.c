@@ -20,33 +20,30 @@ static uint32_t le32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* Decodes one PackBits segment into every stride-th byte of dst (n bytes
- * wanted). Returns the bytes produced; extra output in the segment is
- * ignored (G.3.1: a segment may be padded). */
-static size_t unpack_segment(const uint8_t *s, size_t slen, uint8_t *dst, size_t n,
-                             size_t stride)
+/* Decodes one PackBits segment into every stride-th byte of dst, writing at
+ * most n bytes. Returns the number of bytes the whole segment decodes to
+ * (a trailing pad byte decodes to nothing), so the caller can insist on
+ * exactly n as pydicom does: more or fewer means the dataset's dimensions
+ * do not fit the data. */
+static size_t unpack_segment(const uint8_t *s, size_t slen, uint8_t *dst, size_t n, size_t stride)
 {
     size_t i = 0, o = 0;
-    while (i < slen && o < n) {
+    while (i < slen) {
         int8_t h = (int8_t)s[i++];
         if (h >= 0) {
             size_t cnt = (size_t)h + 1;
             if (cnt > slen - i)
                 cnt = slen - i;
-            if (cnt > n - o)
-                cnt = n - o;
-            for (size_t k = 0; k < cnt; k++)
+            for (size_t k = 0; k < cnt && o + k < n; k++)
                 dst[(o + k) * stride] = s[i + k];
-            i += (size_t)h + 1;
+            i += cnt;
             o += cnt;
         } else if (h != -128) {
             if (i >= slen)
                 break;
             size_t cnt = (size_t)(1 - h);
             uint8_t b = s[i++];
-            if (cnt > n - o)
-                cnt = n - o;
-            for (size_t k = 0; k < cnt; k++)
+            for (size_t k = 0; k < cnt && o + k < n; k++)
                 dst[(o + k) * stride] = b;
             o += cnt;
         }
@@ -63,22 +60,21 @@ int rle_decode(CODEC_DECODE_ARGS)
         return codec_fail(-EBADMSG, err, err_cap, "RLE header truncated");
     uint32_t count = le32(data);
     if (count != nseg || count > 15)
-        return codec_fail(-EBADMSG, err, err_cap, "RLE has %u segments, expected %u", count,
-                          nseg);
+        return codec_fail(-EBADMSG, err, err_cap, "RLE has %u segments, expected %u", count, nseg);
     if (out_cap < npix * nseg)
         return -E2BIG;
     for (unsigned s = 0; s < nseg; s++) {
         uint32_t off = le32(data + 4 + 4 * s);
-        uint32_t end = s + 1 < nseg ? le32(data + 8 + 4 * s) : (uint32_t)(len > UINT32_MAX ? UINT32_MAX : len);
+        size_t end = s + 1 < nseg ? le32(data + 8 + 4 * s) : len;
         if (off < 64 || off > len || end < off || end > len)
-            return codec_fail(-EBADMSG, err, err_cap, "RLE segment %u offsets %u..%u bad", s,
-                              off, end);
+            return codec_fail(-EBADMSG, err, err_cap, "RLE segment %u offsets %u..%zu bad", s, off,
+                              end);
         unsigned sample = s / nb, byte = nb - 1 - s % nb; /* MSB first */
         uint8_t *dst = out + (size_t)sample * nb + byte;
         size_t got = unpack_segment(data + off, end - off, dst, npix, (size_t)img->spp * nb);
-        if (got < npix)
-            return codec_fail(-EBADMSG, err, err_cap, "RLE segment %u short: %zu of %zu", s,
-                              got, npix);
+        if (got != npix)
+            return codec_fail(-EBADMSG, err, err_cap,
+                              "RLE segment %u decodes to %zu bytes, not %zu", s, got, npix);
     }
     info->len = npix * nseg;
     if (img->spp == 3 && (codec_pi_is(img, "YBR_FULL_422") || codec_pi_is(img, "YBR_PARTIAL_422")))
@@ -86,8 +82,10 @@ int rle_decode(CODEC_DECODE_ARGS)
     return 0;
 }
 
-/* PackBits one row of n bytes taken every stride-th byte of src; appends to
- * dst (room for n + n / 128 + 2 bytes). Returns bytes written. */
+/* PackBits one row of n bytes taken every stride-th byte of src into dst
+ * (room for n + n / 128 + 2 bytes: runs are only made of 3 or more equal
+ * bytes, so nothing but the literal headers can expand). Returns bytes
+ * written. */
 static size_t pack_row(const uint8_t *src, size_t n, size_t stride, uint8_t *dst)
 {
     size_t i = 0, o = 0;
@@ -95,16 +93,18 @@ static size_t pack_row(const uint8_t *src, size_t n, size_t stride, uint8_t *dst
         size_t run = 1;
         while (i + run < n && run < 128 && src[(i + run) * stride] == src[i * stride])
             run++;
-        if (run >= 2) {
+        if (run >= 3) {
             dst[o++] = (uint8_t)(257 - run); /* -(run-1) */
             dst[o++] = src[i * stride];
             i += run;
             continue;
         }
-        /* literal up to the next run of 2 or more (or 128 bytes) */
-        size_t lit = 1;
+        /* literal up to the next run of 3 or more (or 128 bytes) */
+        size_t lit = 0;
         while (i + lit < n && lit < 128) {
-            if (i + lit + 1 < n && src[(i + lit) * stride] == src[(i + lit + 1) * stride])
+            size_t j = i + lit;
+            if (j + 2 < n && src[j * stride] == src[(j + 1) * stride] &&
+                src[j * stride] == src[(j + 2) * stride])
                 break;
             lit++;
         }

@@ -132,8 +132,8 @@ static void image_from_layout(const struct layout *l, struct codec_image *img)
     img->planar = l->planar;
     img->photometric = l->photometric;
     img->big_endian = (l->flags & LAYOUT_BIG) != 0;
-    img->float_data = l->pixel_tag == TAG_FLOAT_PIXEL_DATA ||
-                      l->pixel_tag == TAG_DOUBLE_FLOAT_PIXEL_DATA;
+    img->float_data =
+        l->pixel_tag == TAG_FLOAT_PIXEL_DATA || l->pixel_tag == TAG_DOUBLE_FLOAT_PIXEL_DATA;
 }
 
 /* The frame's stored bytes. Native YBR_FULL_422 frames (2 bytes a pixel)
@@ -157,8 +157,8 @@ static int read_frame(struct file *fl, unsigned idx, struct buf *b, unsigned *fi
 
 /* min/max as REFERENCE.tsv computes them: masked to Bits Stored and
  * sign-extended when signed; float data raw. */
-static void minmax(const struct codec_image *img, const struct codec_out *info,
-                   const uint8_t *p, char *mn, char *mx, size_t cap)
+static void minmax(const struct codec_image *img, const struct codec_out *info, const uint8_t *p,
+                   char *mn, char *mx, size_t cap)
 {
     if (img->float_data) {
         double lo = 0, hi = 0;
@@ -368,12 +368,11 @@ static void test_corpus(void)
         struct codec_out info;
         char err[256] = "";
         double t0 = now_s();
-        r = codec_decode(fl.l.ts_uid, &img, (const uint8_t *)b.data, b.len, first_bit, out,
-                         out_cap, &info, err, sizeof(err));
+        r = codec_decode(fl.l.ts_uid, &img, (const uint8_t *)b.data, b.len, first_bit, out, out_cap,
+                         &info, err, sizeof(err));
         st->sec += now_s() - t0;
         if (r < 0) {
-            CHECK_FAIL_("%s frame %u [%s]: decode %d %s", rw.path, rw.frame, fl.l.ts_uid, r,
-                        err);
+            CHECK_FAIL_("%s frame %u [%s]: decode %d %s", rw.path, rw.frame, fl.l.ts_uid, r, err);
             st->fail++;
             continue;
         }
@@ -407,8 +406,7 @@ static void test_corpus(void)
     buf_release(&b);
     file_close(&fl);
     remove_refs();
-    fprintf(stderr, "%-26s %6s %6s %6s %10s\n", "transfer syntax", "pass", "fail", "tol",
-            "MB/s");
+    fprintf(stderr, "%-26s %6s %6s %6s %10s\n", "transfer syntax", "pass", "fail", "tol", "MB/s");
     for (size_t i = 0; i < n_stats; i++)
         fprintf(stderr, "%-26s %6u %6u %6u %10.1f\n", stats[i].ts, stats[i].pass, stats[i].fail,
                 stats[i].tol, stats[i].sec > 0 ? stats[i].mb / stats[i].sec : 0.0);
