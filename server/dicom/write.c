@@ -173,6 +173,14 @@ static int write_elem(struct w *w, const struct dcm_elem *e, unsigned depth)
             uint8_t v[2] = {(uint8_t)w->px->ov.planar, 0};
             return put_value(b, e->tag, VR_US, v, 2);
         }
+        if (w->px && e->tag == TAG(0x0028, 0x0101) && w->px->ov.bits_stored >= 0) {
+            uint8_t v[2] = {(uint8_t)w->px->ov.bits_stored, 0};
+            return put_value(b, e->tag, VR_US, v, 2);
+        }
+        if (w->px && e->tag == TAG(0x0028, 0x0102) && w->px->ov.high_bit >= 0) {
+            uint8_t v[2] = {(uint8_t)w->px->ov.high_bit, 0};
+            return put_value(b, e->tag, VR_US, v, 2);
+        }
     }
     if (e->vr == VR_SQ) {
         r = put_header(b, e->tag, VR_SQ, DCM_UNDEFINED);
@@ -212,13 +220,39 @@ static int write_elem(struct w *w, const struct dcm_elem *e, unsigned depth)
     return put_value(b, e->tag, e->vr, e->value, e->value ? e->len : 0);
 }
 
+/* Attributes set by the overrides that the dataset lacks, written in tag
+ * order among the others (LossyImageCompression and its ratio/method). */
+static int put_missing(struct w *w, const struct dcm_ds *ds, uint32_t before, uint32_t *done)
+{
+    static const uint32_t tags[] = {TAG(0x0028, 0x2110), TAG(0x0028, 0x2112),
+                                    TAG(0x0028, 0x2114)};
+    static const uint16_t vrs[] = {VR_CS, VR_DS, VR_CS};
+    int r = 0;
+    for (size_t k = 0; k < YY_ARRAY_LEN(tags) && r == 0; k++) {
+        if ((*done >> k) & 1 || tags[k] >= before)
+            continue;
+        const char *v = override_str(w->px, tags[k]);
+        *done |= 1u << k;
+        if (v && !dcm_find(ds, tags[k]))
+            r = put_string_elem(w->out, tags[k], vrs[k], v);
+    }
+    return r;
+}
+
 static int write_ds(struct w *w, const struct dcm_ds *ds, unsigned depth)
 {
     if (depth > DCM_MAX_DEPTH)
         return -E2BIG;
     int r = 0;
-    for (uint32_t i = 0; i < ds->n && r == 0; i++)
-        r = write_elem(w, &ds->elems[i], depth);
+    uint32_t done = 0;
+    for (uint32_t i = 0; i < ds->n && r == 0; i++) {
+        if (depth == 0 && w->px)
+            r = put_missing(w, ds, ds->elems[i].tag, &done);
+        if (r == 0)
+            r = write_elem(w, &ds->elems[i], depth);
+    }
+    if (r == 0 && depth == 0 && w->px)
+        r = put_missing(w, ds, UINT32_MAX, &done);
     return r;
 }
 

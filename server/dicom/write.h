@@ -36,6 +36,8 @@ struct dcm_overrides {
     const char *photometric;
     int planar;              /* PlanarConfiguration, -1 keep */
     int bits_alloc;          /* -1 keep */
+    int bits_stored;         /* -1 keep */
+    int high_bit;            /* -1 keep */
     const char *lossy;       /* LossyImageCompression "01" */
     const char *lossy_ratio; /* LossyImageCompressionRatio (DS) */
     const char *lossy_method;/* LossyImageCompressionMethod (CS) */

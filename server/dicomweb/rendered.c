@@ -168,24 +168,8 @@ static int render_one(struct rendering *g, uint32_t index, const struct render_p
     struct buf px;
     buf_init(&px, c->max_decoded_bytes + 64);
     char photometric[20];
-    int r = transcode_frame_native(g->fd, &g->l, index, c->max_decoded_bytes, &px, photometric,
-                                   err, err_cap);
-    if (r == 0 && g->l.bits_alloc == 1) {
-        /* packed bits from transcode: unpack to one byte per pixel */
-        size_t n = (size_t)g->l.rows * g->l.cols * g->l.spp;
-        struct buf un;
-        buf_init(&un, 0);
-        r = buf_reserve(&un, n);
-        if (r == 0) {
-            for (size_t i = 0; i < n; i++)
-                un.data[i] = (char)((((const uint8_t *)px.data)[i / 8] >> (i % 8)) & 1);
-            un.len = n;
-            buf_release(&px);
-            px = un;
-        } else {
-            buf_release(&un);
-        }
-    }
+    int r = transcode_frame_canonical(g->fd, &g->l, index, c->max_decoded_bytes, &px,
+                                      photometric, err, err_cap);
     if (r < 0) {
         buf_release(&px);
         *status = r == -ENOTSUP ? 406 : r == -E2BIG ? 413 : 500;

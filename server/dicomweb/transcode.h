@@ -40,6 +40,15 @@ int transcode_instance(int fd, const struct layout *l, const char *to_ts, unsign
 int transcode_frame_native(int fd, const struct layout *l, uint32_t index, uint64_t max_bytes,
                            struct buf *out, char photometric[20], char *err, size_t err_cap);
 
+/* Appends frame index as the canonical frame of codecs/codec.h (samples
+ * interleaved, little endian, 1-bit unpacked to a byte per pixel), decoded
+ * when stored compressed; *photometric receives its colour space. */
+int transcode_frame_canonical(int fd, const struct layout *l, uint32_t index, uint64_t max_bytes,
+                              struct buf *out, char photometric[20], char *err, size_t err_cap);
+
+/* True when frames of l can be encoded in to_ts (a compressed syntax). */
+bool transcode_frame_possible(const struct layout *l, const char *to_ts);
+
 /* Appends frame index encoded in to_ts (a compressed syntax). */
 int transcode_frame_to(int fd, const struct layout *l, uint32_t index, const char *to_ts,
                        unsigned quality, uint64_t max_bytes, struct buf *out, char *err,

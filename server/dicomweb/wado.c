@@ -128,6 +128,7 @@ static void http_date(int64_t ms, char out[40])
 struct inst_row {
     char *sop, *rel, *ts, *study, *series;
     uint64_t size;
+    struct layout lay;   /* the parts negotiation needs (no pointers kept) */
     const char *send_ts; /* negotiated transfer syntax */
 };
 
@@ -155,9 +156,14 @@ static void retrieve_free(void *p)
 static int load_rows(struct app *app, const struct index_scope *sc, struct retrieve *rt)
 {
     struct index_iter *it;
-    int r = index_iter_open(app->index, sc, false, false, &it);
+    int r = index_iter_open(app->index, sc, false, true, &it);
     if (r < 0)
         return r;
+    struct arena *a = arena_new(0);
+    if (!a) {
+        index_iter_close(it);
+        return -ENOMEM;
+    }
     size_t cap = 0;
     struct index_instance row;
     while ((r = index_iter_next(it, &row)) == 1) {
@@ -178,12 +184,23 @@ static int load_rows(struct app *app, const struct index_scope *sc, struct retri
         ir->study = strdup(row.study_uid);
         ir->series = strdup(row.series_uid);
         ir->size = row.size;
+        struct layout l;
+        if (row.layout && layout_decode(row.layout, row.layout_len, a, &l) == 0) {
+            ir->lay.flags = l.flags;
+            ir->lay.bits_alloc = l.bits_alloc;
+            ir->lay.spp = l.spp;
+            ir->lay.pixel_tag = l.pixel_tag;
+            ir->lay.n_frames = l.n_frames;
+        }
+        ir->lay.ts_uid = "";
+        ir->lay.photometric = "";
         if (!ir->sop || !ir->rel || !ir->ts || !ir->study || !ir->series) {
             r = -ENOMEM;
             break;
         }
     }
     index_iter_close(it);
+    arena_free(a);
     return r < 0 ? r : 0;
 }
 
@@ -267,7 +284,8 @@ static int next_instance(void *ctx, struct mp_out_part *p)
     if (r == 0)
         r = layout_decode(ii.layout, ii.layout_len, a, &l);
     if (r == 0)
-        r = transcode_instance(fd, &l, ir->send_ts, 90, DECODE_LIMIT, &p->mem, rt->err,
+        r = transcode_instance(fd, &l, ir->send_ts, rt->app->cfg.jpeg_quality,
+                               rt->app->cfg.max_decoded_bytes, &p->mem, rt->err,
                                sizeof(rt->err));
     arena_free(a);
     close(fd);
@@ -309,10 +327,7 @@ static int retrieve(struct req *r)
     for (size_t i = 0; i < rt->n; i++) {
         struct inst_row *ir = &rt->rows[i];
         bool tc = false;
-        struct layout dummy;
-        memset(&dummy, 0, sizeof(dummy));
-        dummy.flags = LAYOUT_PIXELS;
-        ir->send_ts = choose_ts(&ma, order, ir->ts, &dummy, &tc);
+        ir->send_ts = choose_ts(&ma, order, ir->ts, &ir->lay, &tc);
         if (!ir->send_ts) {
             rc = http_error(r, 406, "no acceptable transfer syntax: an instance is stored as %s "
                                     "and cannot be converted to what Accept allows",
@@ -618,14 +633,19 @@ static int load_one(struct req *r, struct one *o)
 
 /* ---- frames ---- */
 
+enum { FJ_STORED, FJ_NATIVE, FJ_ENCODE };
+
 struct frame_job {
     struct app *app;
     int fd;
     struct layout *l;
     uint32_t *frames;
     uint32_t n, next;
-    enum { FJ_STORED, FJ_NATIVE } mode;
-    const char *part_type; /* multipart type (for part headers) */
+    int mode;              /* FJ_STORED, FJ_NATIVE, FJ_ENCODE */
+    const char *part_type; /* media type of the parts */
+    const char *ts;        /* FJ_ENCODE: target syntax */
+    unsigned quality;
+    uint64_t max_bytes;
     char err[256];
 };
 
@@ -692,17 +712,20 @@ static int next_frame(void *ctx, struct mp_out_part *p)
     uint32_t idx = j->frames[j->next++];
     int r;
     if (j->mode == FJ_STORED) {
-        const struct ts_info *t = ts_lookup(j->l->ts_uid);
-        const char *mt = j->part_type ? j->part_type : t ? t->media_type : "application/octet-stream";
-        snprintf(p->headers, sizeof(p->headers), "Content-Type: %s; transfer-syntax=%s\r\n", mt,
-                 j->l->ts_uid);
+        snprintf(p->headers, sizeof(p->headers), "Content-Type: %s; transfer-syntax=%s\r\n",
+                 j->part_type, (j->l->flags & LAYOUT_ENCAPS) ? j->l->ts_uid : UID_EXPLICIT_LE);
         r = frame_read(j->fd, j->l, idx, &p->mem, NULL);
-    } else {
+    } else if (j->mode == FJ_NATIVE) {
         char photometric[20];
         snprintf(p->headers, sizeof(p->headers),
                  "Content-Type: application/octet-stream; transfer-syntax=%s\r\n", UID_EXPLICIT_LE);
-        r = transcode_frame_native(j->fd, j->l, idx, DECODE_LIMIT, &p->mem, photometric, j->err,
+        r = transcode_frame_native(j->fd, j->l, idx, j->max_bytes, &p->mem, photometric, j->err,
                                    sizeof(j->err));
+    } else {
+        snprintf(p->headers, sizeof(p->headers), "Content-Type: %s; transfer-syntax=%s\r\n",
+                 j->part_type, j->ts);
+        r = transcode_frame_to(j->fd, j->l, idx, j->ts, j->quality, j->max_bytes, &p->mem, j->err,
+                               sizeof(j->err));
     }
     if (r < 0) {
         log_error("frames: frame %u failed (%d %s); aborting the response", idx + 1, r, j->err);
@@ -722,76 +745,90 @@ static void frame_job_free(void *p)
 /* What the client accepts for frames. */
 struct frame_choice {
     bool ok;
-    bool stored;          /* send the stored encoding */
-    bool multipart;
-    const char *part_type;/* media type of parts when stored and asked as octet-stream */
+    int mode;              /* FJ_STORED, FJ_NATIVE or FJ_ENCODE */
+    const char *part_type; /* media type of the parts */
+    const char *ts;        /* FJ_ENCODE: the target transfer syntax */
 };
+
+/* PS3.18 table 8.7.3-5: the default transfer syntax of a frame media type */
+static const char *default_ts_of(const char *media_type)
+{
+    static const struct {
+        const char *mt, *ts;
+    } map[] = {
+        {"image/jpeg", "1.2.840.10008.1.2.4.50"}, {"image/jls", "1.2.840.10008.1.2.4.80"},
+        {"image/jp2", "1.2.840.10008.1.2.4.90"},  {"image/jphc", "1.2.840.10008.1.2.4.201"},
+        {"image/dicom-rle", "1.2.840.10008.1.2.5"}, {"image/jxl", "1.2.840.10008.1.2.4.110"},
+    };
+    for (size_t i = 0; i < YY_ARRAY_LEN(map); i++)
+        if (!strcmp(map[i].mt, media_type))
+            return map[i].ts;
+    return NULL;
+}
 
 static struct frame_choice choose_frames(const struct mime_accept *ma, const unsigned *order,
                                          const struct layout *l)
 {
-    struct frame_choice c = {false, false, true, NULL};
+    struct frame_choice c = {false, FJ_STORED, NULL, NULL};
     bool native_stored = !(l->flags & LAYOUT_ENCAPS);
+    bool plain_native = native_stored && !(l->flags & (LAYOUT_BIG | LAYOUT_DEFLATED)) &&
+                        l->bits_alloc != 1;
     const struct ts_info *t = ts_lookup(l->ts_uid);
-    const char *stored_mt = t ? t->media_type : "application/octet-stream";
+    const char *stored_mt = native_stored ? "application/octet-stream"
+                            : t ? t->media_type : "application/octet-stream";
     for (unsigned k = 0; k < ma->n; k++) {
         const struct mime_type *m = &ma->ranges[order[k]];
         if (m->q <= 0)
             continue;
-        const char *type = NULL, *ts = mime_param(m, "transfer-syntax");
-        bool multipart = false;
+        const char *ts = mime_param(m, "transfer-syntax");
+        char type[128];
         if (mime_matches(m, "multipart", "related")) {
-            type = mime_param(m, "type");
-            multipart = true;
-            if (!type)
-                type = "application/octet-stream";
-        } else if (is_any(m)) {
-            type = "*/*";
-        } else {
-            char full[128];
-            snprintf(full, sizeof(full), "%s/%s", m->type, m->subtype);
-            type = NULL;
-            if (!strcmp(full, "application/octet-stream") || !strcmp(full, stored_mt) ||
-                !strcmp(m->subtype, "*"))
-                type = strcmp(full, "application/octet-stream") ? stored_mt
-                                                                 : "application/octet-stream";
-        }
-        if (!type)
-            continue;
-        bool want_octet = !strcmp(type, "application/octet-stream");
-        if (!strcmp(type, "*/*")) {
-            /* anything: stored bytes */
-            c.ok = c.stored = true;
-            c.multipart = true;
+            const char *ty = mime_param(m, "type");
+            snprintf(type, sizeof(type), "%s", ty ? ty : "application/octet-stream");
+        } else if (is_any(m) || (!strcmp(m->type, "image") && !strcmp(m->subtype, "*"))) {
+            /* anything: the stored bytes */
+            c.ok = true;
+            c.mode = plain_native || !native_stored ? FJ_STORED : FJ_NATIVE;
+            c.part_type = stored_mt;
             return c;
+        } else {
+            snprintf(type, sizeof(type), "%s/%s", m->type, m->subtype);
         }
-        if (want_octet) {
-            if ((ts && !strcmp(ts, "*")) || native_stored) {
-                if (native_stored && (l->flags & (LAYOUT_BIG)) == 0 && l->bits_alloc != 1 &&
-                    !(l->flags & LAYOUT_DEFLATED)) {
-                    c.ok = c.stored = true;
-                } else if (native_stored) {
-                    c.ok = true; /* byte swap / inflate / bit repack */
-                } else {
-                    c.ok = c.stored = true;
-                    c.part_type = "application/octet-stream";
-                }
-                c.multipart = multipart || true;
+        if (!strcmp(type, "application/octet-stream")) {
+            if (ts && !strcmp(ts, "*")) {
+                /* OHIF's form: whatever is stored, labelled with its syntax */
+                c.ok = true;
+                c.mode = plain_native || !native_stored ? FJ_STORED : FJ_NATIVE;
+                c.part_type = "application/octet-stream";
                 return c;
             }
-            /* decoded native pixels of a compressed frame */
             if (!ts || !strcmp(ts, UID_EXPLICIT_LE)) {
-                if (transcode_can_decode(l->ts_uid)) {
+                /* native little-endian pixels, decoded when needed */
+                if (native_stored || transcode_can_decode(l->ts_uid)) {
                     c.ok = true;
+                    c.mode = plain_native ? FJ_STORED : FJ_NATIVE;
+                    c.part_type = "application/octet-stream";
                     return c;
                 }
             }
             continue;
         }
-        /* a compressed media type: the stored one (transfer-syntax * or equal) */
-        if (!strcmp(type, stored_mt) && !native_stored &&
-            (!ts || !strcmp(ts, "*") || !strcmp(ts, l->ts_uid))) {
-            c.ok = c.stored = true;
+        /* a compressed media type */
+        const char *want = ts && strcmp(ts, "*") ? ts : NULL;
+        if (!native_stored && !strcmp(type, stored_mt) && (!want || !strcmp(want, l->ts_uid))) {
+            c.ok = true;
+            c.mode = FJ_STORED;
+            c.part_type = stored_mt;
+            return c;
+        }
+        if (!want)
+            want = default_ts_of(type);
+        const struct ts_info *wt = want ? ts_lookup(want) : NULL;
+        if (wt && !strcmp(wt->media_type, type) && transcode_frame_possible(l, want)) {
+            c.ok = true;
+            c.mode = FJ_ENCODE;
+            c.ts = wt->uid;
+            c.part_type = wt->media_type;
             return c;
         }
     }
@@ -819,16 +856,17 @@ static int frames_respond(struct req *r, struct one *o, uint32_t *frames, uint32
     j->l = &o->l;
     j->frames = frames;
     j->n = n;
-    j->mode = c.stored ? FJ_STORED : FJ_NATIVE;
+    j->mode = c.mode;
     j->part_type = c.part_type;
+    j->ts = c.ts;
+    j->quality = r->app->cfg.jpeg_quality;
+    j->max_bytes = r->app->cfg.max_decoded_bytes;
     if (j->fd < 0) {
         free(j);
         return -EIO;
     }
     const char *boundary = mp_out_boundary(r);
-    const struct ts_info *t = ts_lookup(o->l.ts_uid);
-    const char *type = j->mode == FJ_NATIVE || !t || c.part_type ? "application/octet-stream"
-                                                                 : t->media_type;
+    const char *type = c.part_type;
     struct http_resp *resp = mp_out_response(boundary, HTTP_SIZE_UNKNOWN, next_frame, j,
                                              frame_job_free, &r->bytes_out);
     if (!resp)
@@ -1154,7 +1192,8 @@ int wado_uri(struct req *r)
         struct buf out;
         buf_init(&out, (size_t)4 << 30);
         char err[256];
-        rc = transcode_instance(fd, &l, send, 90, DECODE_LIMIT, &out, err, sizeof(err));
+        rc = transcode_instance(fd, &l, send, r->app->cfg.jpeg_quality, r->app->cfg.max_decoded_bytes,
+                                &out, err, sizeof(err));
         close(fd);
         if (rc < 0) {
             buf_release(&out);

@@ -104,11 +104,16 @@ def test_qido_finds_every_study_series_instance():
     for study, members in studies.items():
         res = S.get_json('/dicomweb/studies?StudyInstanceUID=' + study)
         H.eq(len(res), 1, 'study ' + study)
+        mods = {m['modality'] for m in members if m['modality']}
         for t in REQUIRED_STUDY:
+            if t == '00080061' and not mods:
+                # no series has a Modality: left out (an empty value breaks
+                # OHIF's study list; see docs/conformance.md)
+                H.check(t not in res[0], 'empty ModalitiesInStudy omitted')
+                continue
             H.check(t in res[0], 'study attribute %s missing' % t)
         H.eq(H.value(res[0], '00201208'), len(members), 'NumberOfStudyRelatedInstances ' + study)
         H.eq(H.value(res[0], '00201206'), len({m['series'] for m in members}), 'series count')
-        mods = {m['modality'] for m in members if m['modality']}
         H.eq(set(H.values(res[0], '00080061')), mods, 'ModalitiesInStudy')
     for rel, a in REF.items():
         if rel in H.UNSTORABLE:
@@ -128,7 +133,7 @@ def test_qido_finds_every_study_series_instance():
         allins = S.get_json('/dicomweb/instances?SOPInstanceUID=' + a['sop'])
         H.eq(len(allins), 1, 'all-instances ' + rel)
         for t in REQUIRED_STUDY + REQUIRED_SERIES:
-            if t == '00081190':
+            if t == '00081190' or (t == '00080061' and not a['modality']):
                 continue
             H.check(t in allins[0], '/instances lacks %s' % t)
         H.eq(H.value(allins[0], '0020000E'), a['series'], 'series uid on instance')
