@@ -15,6 +15,7 @@
 #include "dicom/dcm.h"
 #include "dicom/instance.h"
 #include "dicom/json.h"
+#include "codec.h"
 #include "dicom/frame_read.h"
 #include "dicom/layout.h"
 #include "core/banned.h"
@@ -50,7 +51,7 @@ static int dump_layout(const struct layout *l)
 int main(int argc, char **argv)
 {
     if (argc != 3 && !(argc == 4 && !strcmp(argv[1], "frame"))) {
-        fprintf(stderr, "usage: yy-dump json|layout|parse FILE | frame FILE INDEX\n");
+        fprintf(stderr, "usage: yy-dump json|layout|parse|decode FILE | frame FILE INDEX\n");
         return 2;
     }
     int fd = open(argv[2], O_RDONLY | O_CLOEXEC);
@@ -102,6 +103,42 @@ int main(int argc, char **argv)
                 fprintf(stderr, "first_bit %u\n", first_bit);
         }
         buf_release(&b);
+        json_out_release(&o);
+    } else if (!strcmp(argv[1], "decode")) {
+        /* decodes every frame (for benchmarks); prints frames and bytes */
+        struct json_out o;
+        json_out_init(&o);
+        struct json_uris u = {"S", "SE", "I"};
+        json_write_dataset(f, &u, NULL, &o);
+        struct layout l;
+        layout_from_file(f, fd, o.bulk, o.n_bulk, &l);
+        struct codec_image img = {l.rows, l.cols, l.spp, l.bits_alloc,
+                                  l.bits_stored ? l.bits_stored : l.bits_alloc, l.high_bit,
+                                  l.pixrep, l.planar, l.photometric, (l.flags & LAYOUT_BIG) != 0,
+                                  l.pixel_tag != TAG_PIXEL_DATA};
+        size_t fs = codec_frame_size(&img);
+        uint8_t *px = fs ? malloc(fs) : NULL;
+        unsigned long long total = 0;
+        for (uint32_t i = 0; px && i < l.n_frames && rc == 0; i++) {
+            struct buf b;
+            buf_init(&b, 0);
+            unsigned first_bit = 0;
+            struct codec_out info;
+            r = frame_read(fd, &l, i, &b, &first_bit);
+            if (r == 0)
+                r = codec_decode(l.ts_uid[0] ? l.ts_uid : "1.2.840.10008.1.2", &img,
+                                 (const uint8_t *)b.data, b.len, first_bit, px, fs, &info, err,
+                                 sizeof(err));
+            if (r < 0) {
+                fprintf(stderr, "decode frame %u: %s (%d)\n", i, err, r);
+                rc = 1;
+            } else {
+                total += info.len;
+            }
+            buf_release(&b);
+        }
+        free(px);
+        printf("%u frames %llu bytes\n", l.n_frames, total);
         json_out_release(&o);
     } else if (!strcmp(argv[1], "layout")) {
         struct inst in;
