@@ -86,5 +86,36 @@ def main():
     write('charset', 'utf8_bad', b'ISO_IR 192\nabc\xff\xfe\xc3')
 
 
+TS = ['1.2.840.10008.1.2', '1.2.840.10008.1.2.1', '1.2.840.10008.1.2.2', '1.2.840.10008.1.2.5',
+      '1.2.840.10008.1.2.4.50', '1.2.840.10008.1.2.4.51', '1.2.840.10008.1.2.4.57', '1.2.840.10008.1.2.4.70',
+      '1.2.840.10008.1.2.4.80', '1.2.840.10008.1.2.4.81', '1.2.840.10008.1.2.4.90', '1.2.840.10008.1.2.4.91',
+      '1.2.840.10008.1.2.4.201', '1.2.840.10008.1.2.4.203', '1.2.840.10008.1.2.4.111', '1.2.840.10008.1.2.8.1']
+PI = ['MONOCHROME2', 'MONOCHROME1', 'RGB', 'YBR_FULL', 'YBR_FULL_422', 'PALETTE COLOR', 'YBR_ICT', 'YBR_RCT']
+
+
+def codec_seeds():
+    """One small frame per syntax from the corpus, with the fuzz header
+    (see fuzz_codec.c). Needs build/yy-dump."""
+    import subprocess
+    corpus = os.environ.get('YY_CORPUS', os.path.join(HERE, '..', '..', '..', 'shared', 'corpus'))
+    dump = os.path.join(HERE, '..', '..', 'build', 'yy-dump')
+    done = set()
+    for line in open(os.path.join(corpus, 'MANIFEST.tsv')):
+        p = line.rstrip('\n').split('\t')
+        if p[0] == 'path' or p[4] not in TS or p[4] in done or not p[7] or p[0].startswith('edge/'):
+            continue
+        rows, cols, spp = int(p[7]), int(p[8]), 3 if p[6] in ('RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_ICT', 'YBR_RCT') else 1
+        ba, bs, pr = int(p[10]), int(p[11]), int(p[12])
+        r = subprocess.run([dump, 'frame', os.path.join(corpus, p[0]), '0'], capture_output=True)
+        if r.returncode != 0 or len(r.stdout) > 65536 or ba not in (1, 8, 16, 32):
+            continue
+        hdr = bytes([TS.index(p[4]), rows & 255, rows >> 8, cols & 255, cols >> 8, spp,
+                     [1, 8, 16, 32].index(ba), bs, pr, 0, PI.index(p[6]) if p[6] in PI else 0,
+                     1 if p[4] == '1.2.840.10008.1.2.2' else 0, 0, 0, 0, 0])
+        write('codec', p[4] + '.bin', hdr + r.stdout)
+        done.add(p[4])
+
+
 if __name__ == '__main__':
     main()
+    codec_seeds()
