@@ -317,8 +317,18 @@ static int rendered_single(struct req *r, const char *sop, const char *frames_pa
             q = end + 1;
         }
     }
+    /* several frames can only be shown by an animated format: any-type then
+     * means GIF for a multi-frame instance, JPEG otherwise (PS3.18 8.7.4) */
+    bool multi = frames_param ? n > 1 : false;
+    if (!frames_param) {
+        struct index_instance ii;
+        struct layout l;
+        if (index_get_instance(r->app->index, sop, true, r->a, &ii) == 0 &&
+            layout_decode(ii.layout, ii.layout_len, r->a, &l) == 0)
+            multi = l.n_frames > 1 && !thumbnail;
+    }
     enum img_format fmt = IMG_JPEG;
-    int rc = choose_format(r, !frames_param || n > 1, &fmt);
+    int rc = choose_format(r, multi, &fmt);
     if (rc == -EINVAL)
         return http_error(r, 400, "malformed Accept");
     if (rc < 0)

@@ -615,19 +615,39 @@ static int gray_to_8(const struct render_info *ri, const uint8_t *px, size_t len
     /* integer data: a lookup table over the stored range when it is small */
     unsigned bs = ri->bits_stored ? ri->bits_stored : ba;
     if (!ri->float_data && bs <= 16) {
-        /* the LUT spans only the values present in this frame */
-        int64_t lo = INT64_MAX, hi = INT64_MIN;
-        for (size_t i = 0; i < n; i++) {
-            int64_t v = sample(ri, px, i);
-            if (v < lo)
-                lo = v;
-            if (v > hi)
-                hi = v;
-        }
-        size_t span = (size_t)(hi - lo + 1);
-        uint8_t *lut = malloc(span);
-        if (!lut)
+        /* stored values once into int32 (fast paths for the common
+         * containers), then a LUT spanning only the values present */
+        int32_t *v = malloc(n * sizeof(*v));
+        if (!v)
             return -ENOMEM;
+        unsigned hb1 = (unsigned)ri->high_bit + 1;
+        if (ba == 16 && hb1 == bs) {
+            const uint16_t mask = (uint16_t)(bs == 16 ? 0xFFFF : (1u << bs) - 1);
+            const int32_t sign = bs == 16 ? 0x8000 : (int32_t)(1u << (bs - 1));
+            for (size_t i = 0; i < n; i++) {
+                int32_t x = (uint16_t)(px[2 * i] | px[2 * i + 1] << 8) & mask;
+                if (ri->pixrep)
+                    x = (x ^ sign) - sign;
+                v[i] = x;
+            }
+        } else if (ba == 8 && bs == 8) {
+            for (size_t i = 0; i < n; i++)
+                v[i] = ri->pixrep ? (int8_t)px[i] : px[i];
+        } else {
+            for (size_t i = 0; i < n; i++)
+                v[i] = (int32_t)sample(ri, px, i);
+        }
+        int32_t lo = INT32_MAX, hi = INT32_MIN;
+        for (size_t i = 0; i < n; i++) {
+            lo = v[i] < lo ? v[i] : lo;
+            hi = v[i] > hi ? v[i] : hi;
+        }
+        size_t span = (size_t)((int64_t)hi - lo + 1);
+        uint8_t *lut = malloc(span);
+        if (!lut) {
+            free(v);
+            return -ENOMEM;
+        }
         for (size_t k = 0; k < span; k++) {
             double m = modality(ri, (double)(lo + (int64_t)k));
             double y;
@@ -646,8 +666,9 @@ static int gray_to_8(const struct render_info *ri, const uint8_t *px, size_t len
             lut[k] = clamp8(y * 255.0);
         }
         for (size_t i = 0; i < n; i++)
-            g[i] = lut[sample(ri, px, i) - lo];
+            g[i] = lut[v[i] - lo];
         free(lut);
+        free(v);
         return 0;
     }
     for (size_t i = 0; i < n; i++) {
