@@ -25,6 +25,8 @@
 #include "http/http.h"
 #include "index/index.h"
 #include "render/cache.h"
+#include "sandbox/sandbox.h"
+#include "dicomweb/transcode.h"
 #include "store/store.h"
 #include "yy_config.h"
 #include "core/banned.h"
@@ -107,11 +109,21 @@ static int cmd_serve(struct app *app)
     r = index_recover(app->index, unlink_cb, app->store);
     if (r < 0)
         log_warn("could not finish interrupted deletes (%d); will retry at next start", r);
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    struct sandbox *sb = NULL;
+    r = sandbox_start("/proc/self/exe", cores > 2 ? (unsigned)cores : 2, 20000, &sb);
+    if (r < 0) {
+        log_error("cannot start the codec worker processes (%d)", r);
+        close_app(app);
+        return 1;
+    }
+    transcode_set_sandbox(sb);
     struct http_server *srv;
     char err[512];
     r = http_start(app, &srv, err, sizeof(err));
     if (r < 0) {
         log_error("%s", err);
+        sandbox_stop(sb);
         close_app(app);
         return 1;
     }
@@ -131,6 +143,8 @@ static int cmd_serve(struct app *app)
     sigwait(&set, &sig);
     log_info("signal %d: stopping (in-flight requests get %us)", sig, app->cfg.shutdown_grace_s);
     http_stop(srv, app->cfg.shutdown_grace_s);
+    transcode_set_sandbox(NULL);
+    sandbox_stop(sb);
     close_app(app);
     log_info("stopped cleanly");
     return 0;
@@ -321,6 +335,8 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (!strcmp(cmd, "codec-worker")) /* internal: see sandbox.h */
+        return sandbox_worker_main(3);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
         printf("yingyun %s\n", YY_VERSION);
         return 0;

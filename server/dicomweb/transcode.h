@@ -17,6 +17,12 @@
 #include "core/buf.h"
 #include "dicom/layout.h"
 
+struct sandbox;
+
+/* Decodes of isolated syntaxes go to these worker processes (sandbox.h);
+ * NULL decodes in-process. Set once before serving. */
+void transcode_set_sandbox(struct sandbox *s);
+
 /* True when an instance stored in from_ts can be delivered in to_ts. */
 bool transcode_possible(const char *from_ts, const char *to_ts, const struct layout *l);
 

@@ -867,6 +867,41 @@ static int frames_respond(struct req *r, struct one *o, uint32_t *frames, uint32
     }
     const char *boundary = mp_out_boundary(r);
     const char *type = c.part_type;
+    if (n == 1 && j->mode != FJ_STORED) {
+        /* one converted frame (the common case): convert before answering,
+         * so that a frame that cannot be decoded gets a status and a reason */
+        struct mp_out_part part;
+        memset(&part, 0, sizeof(part));
+        part.fd = -1;
+        buf_init(&part.mem, r->app->cfg.max_decoded_bytes + 1);
+        int pr = next_frame(j, &part);
+        frame_job_free(j);
+        if (pr < 0) {
+            buf_release(&part.mem);
+            return http_error(r, pr == -E2BIG ? 413 : pr == -ENOTSUP ? 406 : 500,
+                              "frame %u cannot be converted", frames[0] + 1);
+        }
+        struct buf body;
+        buf_init(&body, 0);
+        int rc2 = buf_printf(&body, "--%s\r\n%s\r\n", boundary, part.headers);
+        rc2 |= buf_append(&body, part.mem.data, part.mem.len);
+        rc2 |= buf_printf(&body, "\r\n--%s--\r\n", boundary);
+        buf_release(&part.mem);
+        if (rc2) {
+            buf_release(&body);
+            return -ENOMEM;
+        }
+        size_t bl;
+        char *b = buf_detach(&body, &bl);
+        struct http_resp *one = http_resp_buffer(b, bl, false);
+        if (!one)
+            return -ENOMEM;
+        r->bytes_out += bl;
+        http_resp_header(one, "Content-Type",
+                         arena_printf(r->a, "multipart/related; type=\"%s\"; boundary=%s", type,
+                                      boundary));
+        return http_send(r, 200, one);
+    }
     struct http_resp *resp = mp_out_response(boundary, HTTP_SIZE_UNKNOWN, next_frame, j,
                                              frame_job_free, &r->bytes_out);
     if (!resp)

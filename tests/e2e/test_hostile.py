@@ -4,6 +4,7 @@ FailedSOPSequence entry), never a crash, and the server keeps answering
 (checked after every case). Also: slow clients are cut off without blocking
 others, and a real ENOSPC on a small filesystem gives 503 / 0xA700 with
 nothing half-written while reads keep working."""
+import io
 import json
 import os
 import shutil
@@ -324,6 +325,57 @@ def test_real_disk_full_small_filesystem():
         shutil.rmtree(mnt, ignore_errors=True)
 
 
+def crafted_codestream_dicom():
+    """An HTJ2K image whose codestream makes Debian's OpenJPEG 2.5.0 abort
+    on an assertion (found by fuzz_codec; tests/fuzz/crashers/codec/)."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.encaps import encapsulate
+    raw = open(os.path.join(H.SOURCE, 'tests/fuzz/crashers/codec/openjpeg-htj2k-assert-abort.bin'), 'rb').read()
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = '1.2.840.10008.1.2.4.91'  # pydicom 2.3 lacks .4.203; OpenJPEG sees the same codestream
+    ds.file_meta.MediaStorageSOPClassUID = '1.2.840.10008.5.1.4.1.1.7'
+    ds.file_meta.MediaStorageSOPInstanceUID = '1.2.3.4.5.6.7.1'
+    ds.SOPClassUID = '1.2.840.10008.5.1.4.1.1.7'
+    ds.SOPInstanceUID = '1.2.3.4.5.6.7.1'
+    ds.StudyInstanceUID = '1.2.3.4.5.6.7.2'
+    ds.SeriesInstanceUID = '1.2.3.4.5.6.7.3'
+    ds.Modality = 'OT'
+    ds.Rows, ds.Columns, ds.SamplesPerPixel = 120, 256, 3
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    ds.PlanarConfiguration = 0
+    ds.PhotometricInterpretation = 'YBR_ICT'
+    ds.PixelData = encapsulate([raw[16:]])
+    ds['PixelData'].is_undefined_length = True
+    ds.is_little_endian, ds.is_implicit_VR = True, False
+    b = io.BytesIO()
+    ds.save_as(b, write_like_original=False)
+    return b.getvalue()
+
+
+def test_codestreams_that_break_third_party_decoders():
+    st, _, js = S.stow([crafted_codestream_dicom()])
+    H.eq(st, 200, 'stored as received (frames are not decoded at ingest)')
+    u = '/dicomweb/studies/1.2.3.4.5.6.7.2/series/1.2.3.4.5.6.7.3/instances/1.2.3.4.5.6.7.1'
+    for path, acc in [(u + '/rendered', 'image/jpeg'), (u + '/thumbnail', 'image/jpeg'),
+                      (u + '/frames/1', 'multipart/related; type="application/octet-stream"'),
+                      (u, 'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.1')]:
+        try:
+            st, h, body = S.get(path, headers={'Accept': acc})
+        except Exception:
+            st = 0  # a streamed response cut off is acceptable here
+        CASES.append(('crafted HTJ2K: ' + path.rsplit('/', 1)[-1], st))
+        H.check(st >= 400 or st == 0, 'the bad frame is reported, not rendered: %s %d' % (path, st))
+        alive()
+    # the codestream reached the decoder: its worker process died and was
+    # replaced, the server itself is untouched
+    H.check('codec worker died' in S.read_log(), 'worker crash contained')
+    CASES[:] = [c for c in CASES if not c[0].startswith('crafted')]
+
+
 def test_summary():
     print('  %d hostile cases, statuses: %s' % (len(CASES), sorted({st for _, st in CASES})))
     H.check(all(st < 500 for _, st in CASES), 'no 5xx')
@@ -334,7 +386,8 @@ def test_summary():
 TESTS = [test_path_traversal, test_bad_uids_everywhere, test_sql_metacharacters_in_every_key,
          test_limits_and_includefield, test_invalid_utf8_and_long_values, test_frame_lists,
          test_huge_headers, test_stow_broken_bodies, test_content_length_4gib_short_body,
-         test_slow_clients_are_cut_and_do_not_block, test_real_disk_full_small_filesystem, test_summary]
+         test_slow_clients_are_cut_and_do_not_block, test_real_disk_full_small_filesystem,
+         test_codestreams_that_break_third_party_decoders, test_summary]
 
 if __name__ == '__main__':
     setup()
