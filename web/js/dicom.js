@@ -35,7 +35,7 @@ export const T = {
   Time: '0040A122', PersonName: '0040A123', UID: '0040A124', CompletionFlag: '0040A491',
   VerificationFlag: '0040A493', ReferencedSOPSequence: '00081199', ContinuityOfContent: '0040A050',
   PixelData: '7FE00010', FloatPixelData: '7FE00008', DoubleFloatPixelData: '7FE00009',
-  RetrieveURL: '00081190',
+  RetrieveURL: '00081190', USRegions: '00186011',
 };
 
 export function el(ds, tag) { return ds ? ds[tag] : undefined; }
@@ -165,6 +165,12 @@ export function frameInfo(ds, frameIndex = 0) {
     ps = nums(ds, T.ImagerPixelSpacing);
     spacingKind = ps.length >= 2 ? 'detector' : 'none';
   }
+  if (ps.length < 2) {
+    // ultrasound: calibrated regions (PhysicalUnits 3 = cm)
+    const region = seqItems(ds, T.USRegions).find((r) => num(r, '00186024') === 3 && num(r, '00186026') === 3 &&
+      num(r, '0018602C') > 0 && num(r, '0018602E') > 0);
+    if (region) { ps = [num(region, '0018602E') * 10, num(region, '0018602C') * 10]; spacingKind = 'region'; }
+  }
   const ipp = pick(T.PlanePositionSeq, T.ImagePositionPatient, nums);
   const iop = pick(T.PlaneOrientationSeq, T.ImageOrientationPatient, nums);
   const wc = pick(T.FrameVOILUTSeq, T.WindowCenter, nums);
@@ -197,11 +203,15 @@ export function frameInfo(ds, frameIndex = 0) {
 export function dot(a, b) { return a[0] * b[0] + a[1] * b[1] + a[2] * b[2]; }
 
 /** The kind of object: image, sr, pdf, or other (no pixels we can show). */
-export function objectKind(ds) {
+export function objectKind(ds, pixelDataReported = false) {
   const cls = str(ds, T.SOPClassUID);
   if (cls.startsWith('1.2.840.10008.5.1.4.1.1.88.')) return 'sr';
   if (str(ds, T.MIMETypeOfEncapsulatedDocument) === 'application/pdf' || cls === '1.2.840.10008.5.1.4.1.1.104.1') return 'pdf';
-  if (num(ds, T.Rows, 0) > 0 && num(ds, T.Columns, 0) > 0) return 'image';
+  if (num(ds, T.Rows, 0) > 0 && num(ds, T.Columns, 0) > 0) {
+    // a server that lists Pixel Data (as a BulkDataURI) tells us when it is absent
+    const px = ds[T.PixelData] || ds[T.FloatPixelData] || ds[T.DoubleFloatPixelData];
+    return px || !pixelDataReported ? 'image' : 'nopixels';
+  }
   return 'other';
 }
 

@@ -23,7 +23,7 @@ export const INSTANCE_FIELDS = [
   '00200013', '00200032', '00200037', '00200052', '00201041', '00280002', '00280004', '00280006',
   '00280008', '00280010', '00280011', '00280030', '00280034', '00280100', '00280101', '00280102',
   '00280103', '00281050', '00281051', '00281052', '00281053', '00281054', '00281055', '00281056',
-  '20500020', '00282110',
+  '20500020', '00282110', '00283000', '00283010', '7FE00010', '7FE00008', '7FE00009', '00186011',
 ];
 
 const STUDY_FIELDS = ['00081030', '00080061', '00201206', '00201208', '00100030', '00100040'];
@@ -31,9 +31,11 @@ const SERIES_FIELDS = ['0008103E', '00080060', '00200011', '00201209', '00200052
 
 /** Throughput / round-trip estimator from completed requests. */
 class LinkMeter {
-  constructor() { this.bps = 0; this.rtt = 0; }
+  constructor() { this.bps = 0; this.ttfb = []; }
+  /** Round trip: the smallest of the last few times to first byte (server time included). */
+  get rtt() { return this.ttfb.length ? Math.min(...this.ttfb) : 0; }
   sample(bytes, ms, ttfbMs) {
-    if (ttfbMs > 0) this.rtt = this.rtt ? this.rtt * 0.7 + ttfbMs * 0.3 : ttfbMs;
+    if (ttfbMs > 0) { this.ttfb.push(ttfbMs); if (this.ttfb.length > 4) this.ttfb.shift(); }
     const xfer = ms - ttfbMs;
     if (bytes >= 16384 && xfer > 2) {
       const bps = (bytes * 8000) / xfer;
@@ -44,7 +46,9 @@ class LinkMeter {
   estimate(bytes) {
     let bps = this.bps;
     const c = navigator.connection;
-    if (!bps && c && c.downlink) bps = c.downlink * 1e6;
+    if (!bps && c && ['slow-2g', '2g', '3g'].includes(c.effectiveType) && c.downlink) bps = c.downlink * 1e6;
+    // no transfer measured yet: a distant server is assumed to be a modest link
+    if (!bps && this.rtt > 50) bps = 8e6;
     if (!bps) return 0;
     return (bytes * 8000) / bps + (this.rtt || 0);
   }
@@ -166,7 +170,7 @@ export class DicomWeb {
       : +(resp.headers.get('content-length') || 0);
     this.stats.requests++;
     this.stats.bytes += len;
-    if (len) this.link.sample(len, ms, ttfb);
+    this.link.sample(len, ms, ttfb);
     return { body, headers: resp.headers, status: resp.status };
   }
 
@@ -243,12 +247,14 @@ export class DicomWeb {
       if (this.caps.rendered !== true) { this.caps.rendered = true; this.saveCaps(); }
       return r.body;
     } catch (e) {
-      if (e.status === 404 || e.status === 406 || e.status === 501) { this.caps.rendered = false; this.saveCaps(); return null; }
+      if (e.status === 404 || e.status === 501) { this.caps.rendered = false; this.saveCaps(); return null; }
+      if (e.status === 406) return null; // not for this object (e.g. a syntax the server cannot decode)
       throw e;
     }
   }
 
-  async thumbnail(study, series, size = 128, opts = {}) {
+  /** imageLikely: the series should have images, so a 404 means the server lacks thumbnails. */
+  async thumbnail(study, series, size = 128, { imageLikely = true, ...opts } = {}) {
     if (this.caps.thumbnail === false) return null;
     const path = series ? `/studies/${study}/series/${series}/thumbnail` : `/studies/${study}/thumbnail`;
     try {
@@ -257,7 +263,8 @@ export class DicomWeb {
       if (this.caps.thumbnail !== true) { this.caps.thumbnail = true; this.saveCaps(); }
       return r.body;
     } catch (e) {
-      if (e.status === 404 || e.status === 406 || e.status === 501) { this.caps.thumbnail = false; this.saveCaps(); return null; }
+      if (e.status === 501 || (e.status === 404 && imageLikely)) { this.caps.thumbnail = false; this.saveCaps(); return null; }
+      if (e.status === 404 || e.status === 406) return null;
       throw e;
     }
   }

@@ -1,0 +1,430 @@
+// i18n.js - every user-visible string of the viewer, in Simplified Chinese
+// and English; the language comes from the user's choice (remembered), else
+// from navigator.languages. Elements with data-i18n="key" (text),
+// data-i18n-aria="key" (aria-label) or data-i18n-title="key" (title) and
+// data-i18n-ph="key" (placeholder) are filled by applyI18n().
+
+export const LANGS = [
+  { id: 'zh-CN', name: '中文' },
+  { id: 'en', name: 'English' },
+];
+
+export const messages = {
+  en: {
+    'app.title': 'Yingyun Viewer',
+    'app.skip': 'Skip to content',
+    'nav.back': 'Studies',
+    'nav.lang': 'Language',
+    'nav.help': 'Help',
+    'nav.settings': 'Settings',
+    'nav.install': 'Install',
+    'dlg.close': 'Close',
+
+    'sl.title': 'Study search',
+    'sl.name': 'Patient name',
+    'sl.namePh': 'Name, pinyin or 汉字',
+    'sl.pid': 'Patient ID',
+    'sl.acc': 'Accession number',
+    'sl.date': 'Study date',
+    'sl.date.any': 'Any date',
+    'sl.date.today': 'Today',
+    'sl.date.7d': 'Last 7 days',
+    'sl.date.30d': 'Last 30 days',
+    'sl.date.custom': 'Custom range',
+    'sl.from': 'From',
+    'sl.to': 'To',
+    'sl.modality': 'Modality',
+    'sl.anyModality': 'Any modality',
+    'sl.search': 'Search',
+    'sl.clear': 'Clear',
+    'sl.results': 'Studies',
+    'sl.col.name': 'Patient',
+    'sl.col.pid': 'Patient ID',
+    'sl.col.birth': 'Birth date',
+    'sl.col.date': 'Study date',
+    'sl.col.modality': 'Modality',
+    'sl.col.desc': 'Description',
+    'sl.col.acc': 'Accession',
+    'sl.col.count': 'Series / images',
+    'sl.countText': '{s} / {i}',
+    'sl.searching': 'Searching…',
+    'sl.showing': 'Studies {from}–{to}',
+    'sl.none': 'No studies found.',
+    'sl.error': 'Search failed: {msg}',
+    'sl.prev': 'Previous',
+    'sl.next': 'Next',
+    'sl.page': 'Page {n}',
+    'sl.pages': 'Result pages',
+    'sl.noName': '(no name)',
+
+    'sv.series': 'Series',
+    'sv.toggleSeries': 'Show or hide the series list',
+    'sv.seriesLabel': 'Series {n} {desc}, {mod}, {count} images',
+    'sv.noDesc': 'No description',
+    'sv.images': '{n} images',
+    'sv.image1': '1 image',
+    'sv.tools': 'Image tools',
+    'sv.mouseTool': 'Mouse and touch tool',
+    'sv.preset': 'Window preset',
+    'sv.fps': 'Frames per second',
+    'sv.layout': 'Layout',
+    'sv.empty': 'This study has no series.',
+    'sv.loadError': 'The study could not be loaded: {msg}',
+
+    'tool.wl': 'Window/level',
+    'tool.pan': 'Pan',
+    'tool.zoom': 'Zoom',
+    'tool.scroll': 'Scroll',
+    'tool.length': 'Length',
+    'tool.angle': 'Angle',
+    'tool.ellipse': 'Ellipse ROI',
+    'tool.rect': 'Rectangle ROI',
+    'tool.invert': 'Invert',
+    'tool.rotl': 'Rotate left',
+    'tool.rotr': 'Rotate right',
+    'tool.fliph': 'Flip horizontal',
+    'tool.flipv': 'Flip vertical',
+    'tool.fit': 'Fit to window',
+    'tool.one': 'Actual pixels (1:1)',
+    'tool.reset': 'Reset',
+    'tool.cine': 'Play / pause cine',
+    'tool.sync': 'Synchronized scrolling',
+    'tool.ref': 'Reference lines',
+    'tool.overlay': 'Image information',
+    'tool.tags': 'DICOM tags',
+    'tool.clear': 'Clear measurements',
+    'tool.help': 'Keyboard shortcuts',
+
+    'layout.1x1': '1 × 1',
+    'layout.1x2': '1 × 2',
+    'layout.2x1': '2 × 1',
+    'layout.2x2': '2 × 2',
+    'layout.1x3': '1 × 3',
+
+    'preset.brain': 'Brain',
+    'preset.lung': 'Lung',
+    'preset.bone': 'Bone',
+    'preset.abdomen': 'Abdomen',
+    'preset.mediastinum': 'Mediastinum',
+    'wl.file': 'From file',
+    'wl.auto': 'Full range',
+
+    'key.step': 'Previous / next image',
+    'key.page': 'Back / forward 10 images',
+    'key.ends': 'First / last image',
+    'key.wheel': 'Mouse wheel',
+    'key.zoomWheel': 'Zoom at the pointer',
+    'key.zoomKeys': 'Zoom in / out',
+    'key.fileWindow': 'Window from the file',
+    'key.space': 'Space',
+    'key.fps': 'Cine faster / slower',
+    'key.nextViewport': 'Next viewport',
+    'key.delete': 'Delete the selected measurement',
+    'key.escape': 'Cancel / stop cine',
+    'key.dblclick': 'Double click or double tap',
+    'key.pinch': 'Two fingers',
+    'key.pinchText': 'Pinch to zoom, drag to pan',
+    'key.swipe': 'One finger',
+    'key.swipeText': 'Active tool (scroll on phones: swipe through images)',
+
+    'vp.label': 'Viewport {n}',
+    'vp.loading': 'Loading…',
+    'vp.error': 'Error: {msg}',
+    'vp.notImage': 'This object has no image.',
+    'vp.undecodable': 'This image is compressed ({ts}) and neither the server nor the browser can decode it.',
+    'vp.scrollbar': 'Image position',
+    'vp.measurements': 'Measurements',
+
+    'ov.id': 'ID',
+    'ov.acc': 'Acc',
+    'ov.series': 'Se',
+    'ov.image': 'Im',
+    'ov.frame': 'Fr',
+    'ov.loc': 'Loc',
+    'ov.thick': 'Thk',
+    'ov.ww': 'W',
+    'ov.wl': 'L',
+    'ov.voilut': 'VOI LUT',
+    'ov.zoom': 'Zoom',
+    'ov.cine': 'Cine',
+    'ov.preview': 'Preview (server-rendered)',
+    'ov.lossy': 'Lossy compressed',
+    'ov.detector': 'Measured at the detector',
+    'ov.region': 'Calibrated ultrasound region',
+
+    'unit.mm': 'mm',
+    'unit.px': 'px',
+    'unit.mm2': 'mm²',
+    'unit.px2': 'px²',
+    'unit.fps': 'fps',
+    'm.mean': 'Mean',
+    'm.sd': 'SD',
+    'm.area': 'Area',
+
+    'doc.noImage': 'No image to show',
+    'doc.noImageText': 'This object ({modality}, SOP class {cls}) is not an image. Its attributes are in the tag browser.',
+    'doc.noPixelsText': 'This {modality} object describes an image but holds no pixel data. Its attributes are in the tag browser.',
+    'doc.download': 'Download',
+    'doc.openTab': 'Open in a new tab',
+    'doc.pdfMissing': 'The PDF document is missing.',
+
+    'sr.title': 'Structured report',
+    'sr.patient': 'Patient',
+    'sr.date': 'Date',
+    'sr.completion': 'Completion',
+    'sr.verification': 'Verification',
+    'sr.reference': 'Reference to',
+    'sr.coords': 'Coordinates',
+
+    'tags.title': 'DICOM tags',
+    'tags.filter': 'Filter by tag, keyword or value',
+    'tags.bulk': 'bulk data',
+    'tags.binary': '{n} bytes',
+    'tags.items': '{n} items',
+    'tags.item': 'Item {n}',
+
+    'help.title': 'Keyboard shortcuts and gestures',
+    'help.key': 'Key',
+    'help.action': 'Action',
+
+    'set.title': 'Settings',
+    'set.root': 'DICOMweb root URL',
+    'set.rootHelp': 'For example /dicomweb or https://pacs.example/dicom-web (the server must allow this origin).',
+    'set.cache': 'Image memory (MB)',
+    'set.cacheUse': 'In use: {used} MB in {n} images',
+    'set.overlay': 'Show image information',
+    'set.save': 'Save',
+    'set.cancel': 'Cancel',
+  },
+
+  zh: {
+    'app.title': '影云阅片',
+    'app.skip': '跳到内容',
+    'nav.back': '检查列表',
+    'nav.lang': '语言',
+    'nav.help': '帮助',
+    'nav.settings': '设置',
+    'nav.install': '安装',
+    'dlg.close': '关闭',
+
+    'sl.title': '检查查询',
+    'sl.name': '患者姓名',
+    'sl.namePh': '姓名、拼音或汉字',
+    'sl.pid': '患者编号',
+    'sl.acc': '检查号',
+    'sl.date': '检查日期',
+    'sl.date.any': '不限日期',
+    'sl.date.today': '今天',
+    'sl.date.7d': '最近 7 天',
+    'sl.date.30d': '最近 30 天',
+    'sl.date.custom': '自定义范围',
+    'sl.from': '从',
+    'sl.to': '至',
+    'sl.modality': '设备类型',
+    'sl.anyModality': '全部类型',
+    'sl.search': '查询',
+    'sl.clear': '清除',
+    'sl.results': '检查',
+    'sl.col.name': '患者',
+    'sl.col.pid': '患者编号',
+    'sl.col.birth': '出生日期',
+    'sl.col.date': '检查日期',
+    'sl.col.modality': '设备类型',
+    'sl.col.desc': '检查描述',
+    'sl.col.acc': '检查号',
+    'sl.col.count': '序列 / 图像',
+    'sl.countText': '{s} / {i}',
+    'sl.searching': '正在查询…',
+    'sl.showing': '第 {from}–{to} 项检查',
+    'sl.none': '没有找到检查。',
+    'sl.error': '查询失败：{msg}',
+    'sl.prev': '上一页',
+    'sl.next': '下一页',
+    'sl.page': '第 {n} 页',
+    'sl.pages': '结果分页',
+    'sl.noName': '（无姓名）',
+
+    'sv.series': '序列',
+    'sv.toggleSeries': '显示或隐藏序列列表',
+    'sv.seriesLabel': '序列 {n} {desc}，{mod}，{count} 幅图像',
+    'sv.noDesc': '无描述',
+    'sv.images': '{n} 幅图像',
+    'sv.image1': '1 幅图像',
+    'sv.tools': '图像工具',
+    'sv.mouseTool': '鼠标和触控工具',
+    'sv.preset': '窗宽窗位预设',
+    'sv.fps': '每秒帧数',
+    'sv.layout': '布局',
+    'sv.empty': '该检查没有序列。',
+    'sv.loadError': '无法加载检查：{msg}',
+
+    'tool.wl': '窗宽窗位',
+    'tool.pan': '平移',
+    'tool.zoom': '缩放',
+    'tool.scroll': '翻页',
+    'tool.length': '长度',
+    'tool.angle': '角度',
+    'tool.ellipse': '椭圆测量',
+    'tool.rect': '矩形测量',
+    'tool.invert': '反色',
+    'tool.rotl': '向左旋转',
+    'tool.rotr': '向右旋转',
+    'tool.fliph': '水平翻转',
+    'tool.flipv': '垂直翻转',
+    'tool.fit': '适合窗口',
+    'tool.one': '原始像素 (1:1)',
+    'tool.reset': '复位',
+    'tool.cine': '播放 / 暂停电影',
+    'tool.sync': '同步翻页',
+    'tool.ref': '定位线',
+    'tool.overlay': '图像信息',
+    'tool.tags': 'DICOM 标签',
+    'tool.clear': '清除测量',
+    'tool.help': '快捷键',
+
+    'layout.1x1': '1 × 1',
+    'layout.1x2': '1 × 2',
+    'layout.2x1': '2 × 1',
+    'layout.2x2': '2 × 2',
+    'layout.1x3': '1 × 3',
+
+    'preset.brain': '脑窗',
+    'preset.lung': '肺窗',
+    'preset.bone': '骨窗',
+    'preset.abdomen': '腹部窗',
+    'preset.mediastinum': '纵隔窗',
+    'wl.file': '文件窗口',
+    'wl.auto': '全范围',
+
+    'key.step': '上一幅 / 下一幅图像',
+    'key.page': '后退 / 前进 10 幅',
+    'key.ends': '第一幅 / 最后一幅',
+    'key.wheel': '鼠标滚轮',
+    'key.zoomWheel': '以指针为中心缩放',
+    'key.zoomKeys': '放大 / 缩小',
+    'key.fileWindow': '文件中的窗宽窗位',
+    'key.space': '空格',
+    'key.fps': '电影加快 / 减慢',
+    'key.nextViewport': '下一个视窗',
+    'key.delete': '删除选中的测量',
+    'key.escape': '取消 / 停止电影',
+    'key.dblclick': '双击或双指轻点',
+    'key.pinch': '双指',
+    'key.pinchText': '捏合缩放，拖动平移',
+    'key.swipe': '单指',
+    'key.swipeText': '当前工具（手机上为翻页：滑动浏览图像）',
+
+    'vp.label': '视窗 {n}',
+    'vp.loading': '正在加载…',
+    'vp.error': '错误：{msg}',
+    'vp.notImage': '该对象没有图像。',
+    'vp.undecodable': '该图像为压缩格式（{ts}），服务器和浏览器都无法解码。',
+    'vp.scrollbar': '图像位置',
+    'vp.measurements': '测量',
+
+    'ov.id': '编号',
+    'ov.acc': '检查号',
+    'ov.series': '序列',
+    'ov.image': '图像',
+    'ov.frame': '帧',
+    'ov.loc': '位置',
+    'ov.thick': '层厚',
+    'ov.ww': '窗宽',
+    'ov.wl': '窗位',
+    'ov.voilut': 'VOI 查找表',
+    'ov.zoom': '缩放',
+    'ov.cine': '电影',
+    'ov.preview': '预览（服务器渲染）',
+    'ov.lossy': '有损压缩',
+    'ov.detector': '按探测器平面测量',
+    'ov.region': '超声区域标定',
+
+    'unit.mm': '毫米',
+    'unit.px': '像素',
+    'unit.mm2': '平方毫米',
+    'unit.px2': '平方像素',
+    'unit.fps': '帧/秒',
+    'm.mean': '均值',
+    'm.sd': '标准差',
+    'm.area': '面积',
+
+    'doc.noImage': '没有可显示的图像',
+    'doc.noImageText': '该对象（{modality}，SOP 类 {cls}）不是图像。其属性可在标签浏览器中查看。',
+    'doc.noPixelsText': '该 {modality} 对象描述了图像，但不含像素数据。其属性可在标签浏览器中查看。',
+    'doc.download': '下载',
+    'doc.openTab': '在新标签页中打开',
+    'doc.pdfMissing': 'PDF 文档缺失。',
+
+    'sr.title': '结构化报告',
+    'sr.patient': '患者',
+    'sr.date': '日期',
+    'sr.completion': '完成状态',
+    'sr.verification': '审核状态',
+    'sr.reference': '引用',
+    'sr.coords': '坐标',
+
+    'tags.title': 'DICOM 标签',
+    'tags.filter': '按标签、关键字或值筛选',
+    'tags.bulk': '大数据',
+    'tags.binary': '{n} 字节',
+    'tags.items': '{n} 项',
+    'tags.item': '第 {n} 项',
+
+    'help.title': '快捷键与手势',
+    'help.key': '按键',
+    'help.action': '功能',
+
+    'set.title': '设置',
+    'set.root': 'DICOMweb 根地址',
+    'set.rootHelp': '例如 /dicomweb 或 https://pacs.example/dicom-web（服务器须允许本站点跨域访问）。',
+    'set.cache': '图像内存（MB）',
+    'set.cacheUse': '已用：{used} MB，共 {n} 幅图像',
+    'set.overlay': '显示图像信息',
+    'set.save': '保存',
+    'set.cancel': '取消',
+  },
+};
+
+const KEY = 'yy.lang';
+let current = 'en';
+
+/** 'zh-CN' or 'en' (a BCP 47 tag usable with Intl). */
+export function lang() { return current; }
+
+function pick(tags) {
+  for (const l of tags) {
+    const s = String(l || '').toLowerCase();
+    if (s.startsWith('zh')) return 'zh-CN';
+    if (s.startsWith('en')) return 'en';
+  }
+  return null;
+}
+
+export function initLang() {
+  let stored = null;
+  try { stored = localStorage.getItem(KEY); } catch { /* private mode */ }
+  current = pick([stored]) || pick(navigator.languages || [navigator.language]) || 'en';
+  document.documentElement.lang = current;
+  return current;
+}
+
+export function setLang(l) {
+  current = pick([l]) || 'en';
+  try { localStorage.setItem(KEY, current); } catch { /* private mode */ }
+  document.documentElement.lang = current;
+}
+
+export function t(key, params) {
+  const table = current.startsWith('zh') ? messages.zh : messages.en;
+  let s = table[key] ?? messages.en[key] ?? key;
+  if (params) s = s.replace(/\{(\w+)\}/g, (m, k) => (params[k] !== undefined ? String(params[k]) : m));
+  return s;
+}
+
+export function applyI18n(root) {
+  for (const el of root.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+  for (const el of root.querySelectorAll('[data-i18n-aria]')) el.setAttribute('aria-label', t(el.dataset.i18nAria));
+  for (const el of root.querySelectorAll('[data-i18n-title]')) el.setAttribute('title', t(el.dataset.i18nTitle));
+  for (const el of root.querySelectorAll('[data-i18n-ph]')) el.setAttribute('placeholder', t(el.dataset.i18nPh));
+  document.title = t('app.title');
+}
