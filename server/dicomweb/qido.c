@@ -28,6 +28,7 @@
 #include "dicom/xml.h"
 #include "dicomweb/handlers.h"
 #include "dicomweb/qido_parse.h"
+#include "dicomweb/transcode.h"
 #include "http/mime.h"
 #include "index/index.h"
 #include "core/banned.h"
@@ -202,6 +203,10 @@ static void instance_defaults(struct qido *q, json_t *o, const struct index_row 
     put_int(o, 0x00280011, "US", row->cols, row->cols > 0);
     put_int(o, 0x00280100, "US", row->bits_alloc, row->bits_alloc > 0);
     put_int(o, 0x00280008, "IS", row->n_frames, row->n_frames > 0);
+    /* AvailableTransferSyntaxUID: the syntax "transfer-syntax=*" delivers,
+     * returned by default (as dcm4chee does) so a client can choose */
+    if (row->ts_uid && row->ts_uid[0])
+        put_text(o, 0x00083002, "UI", transcode_as_stored(row->ts_uid));
 }
 
 /* Copies the requested (or all) attributes of a stored level JSON. */

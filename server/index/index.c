@@ -1281,7 +1281,7 @@ static const char *g_select_series =
     "se.series_number, se.n_instances, se.json";
 static const char *g_select_instance =
     ", i.sop_uid, i.sop_class_uid, i.instance_number, i.n_frames, i.rows, i.cols, i.bits_alloc, "
-    "d.meta";
+    "i.ts_uid, d.meta";
 
 int index_query_open(struct index *ix, const struct index_query *q, struct index_cursor **out,
                      char *err, size_t err_cap)
@@ -1438,6 +1438,7 @@ int index_cursor_next(struct index_cursor *cur, struct index_row *row)
         row->rows = sqlite3_column_int64(s, k++);
         row->cols = sqlite3_column_int64(s, k++);
         row->bits_alloc = sqlite3_column_int64(s, k++);
+        row->ts_uid = ctext(s, k++);
         row->meta = sqlite3_column_blob(s, k);
         row->meta_len = (size_t)sqlite3_column_bytes(s, k++);
     }

@@ -155,7 +155,7 @@ struct index_row {
     const void *series_json;
     size_t series_json_len;
     /* instance (instance level) */
-    const char *sop_uid, *sop_class_uid;
+    const char *sop_uid, *sop_class_uid, *ts_uid;
     bool has_instance_number;
     int64_t instance_number, n_frames, rows, cols, bits_alloc;
     const void *meta; /* metablob */

@@ -581,6 +581,11 @@ static int gray_to_8(const struct render_info *ri, const uint8_t *px, size_t len
     /* the window */
     double c, w;
     enum voi_fn fn = p->fn_given ? p->fn : ri->voi_fn;
+    /* LINEAR (PS3.3 C.11.2.1.2.1) is defined for integer values; on real
+     * (float) data its -0.5 / w-1 terms would turn a window of width 1 into
+     * a threshold, so float data use the exact form */
+    if (ri->float_data && fn == VOI_LINEAR)
+        fn = VOI_LINEAR_EXACT;
     bool use_voi_lut = false;
     if (p->has_window) {
         c = p->center;
@@ -642,7 +647,12 @@ static int gray_to_8(const struct render_info *ri, const uint8_t *px, size_t len
             lo = v[i] < lo ? v[i] : lo;
             hi = v[i] > hi ? v[i] : hi;
         }
+        if (hi < lo) /* no pixels */
+            lo = hi = 0;
+        /* stored values are at most 16 bits wide: the span is <= 65536 */
         size_t span = (size_t)((int64_t)hi - lo + 1);
+        if (span > (1u << 17))
+            span = 1u << 17;
         uint8_t *lut = malloc(span);
         if (!lut) {
             free(v);

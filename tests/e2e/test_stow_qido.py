@@ -34,6 +34,7 @@ def ref_attrs(path):
         'sop': g('SOPInstanceUID'), 'class': g('SOPClassUID'), 'pid': g('PatientID'),
         'acc': g('AccessionNumber'), 'date': g('StudyDate'), 'modality': g('Modality'),
         'name': str(ds.get('PatientName', '')) or None,
+        'ts': str(getattr(getattr(ds, 'file_meta', None), 'TransferSyntaxUID', '') or '') or None,
     }
 
 
@@ -92,7 +93,7 @@ REQUIRED_STUDY = ['00080020', '00080030', '00080050', '00080056', '00080061', '0
 REQUIRED_SERIES = ['00080060', '0008103E', '00081190', '0020000E', '00200011', '00201209',
                    '00400244', '00400245']
 REQUIRED_INSTANCE = ['00080016', '00080018', '00080056', '00081190', '00200013', '00280010',
-                     '00280011', '00280100', '00280008']
+                     '00280011', '00280100', '00280008', '00083002']
 
 
 def test_qido_finds_every_study_series_instance():
@@ -128,6 +129,10 @@ def test_qido_finds_every_study_series_instance():
         for t in REQUIRED_INSTANCE:
             H.check(t in ins[0], 'instance attribute %s missing (%s)' % (t, rel))
         H.eq(H.value(ins[0], '00080016'), a['class'], 'SOPClassUID')
+        if a['ts']:  # AvailableTransferSyntaxUID: the stored syntax, where
+            # Implicit VR (not allowed over DICOMweb) is served as Explicit VR
+            want = '1.2.840.10008.1.2.1' if a['ts'] == '1.2.840.10008.1.2' else a['ts']
+            H.eq(H.value(ins[0], '00083002'), want, 'AvailableTransferSyntaxUID ' + rel)
         H.check(H.value(ins[0], '00081190').endswith('/instances/' + a['sop']), 'RetrieveURL')
         # all-instances search carries the study and series attributes too
         allins = S.get_json('/dicomweb/instances?SOPInstanceUID=' + a['sop'])
