@@ -29,6 +29,7 @@
 #include "dicomweb/handlers.h"
 #include "dicomweb/qido_parse.h"
 #include "dicomweb/transcode.h"
+#include "http/gzip_out.h"
 #include "http/mime.h"
 #include "index/index.h"
 #include "core/banned.h"
@@ -44,8 +45,11 @@ struct qido {
     const char *base;        /* "http://host/dicomweb" */
     /* streaming */
     struct index_cursor *cur;
-    struct buf out;
+    struct buf out;          /* bytes ready for the client */
     size_t out_pos;
+    bool gzip;               /* Content-Encoding: gzip */
+    struct gzip_out gz;
+    struct buf text;         /* rows not yet compressed (gzip only) */
     unsigned rows;
     bool done;
     bool failed;
@@ -281,6 +285,7 @@ static json_t *row_json(struct qido *q, const struct index_row *row)
 
 static int produce(struct qido *q)
 {
+    struct buf *dst = q->gzip ? &q->text : &q->out;
     struct index_row row;
     int rc = index_cursor_next(q->cur, &row);
     if (rc < 0)
@@ -288,25 +293,25 @@ static int produce(struct qido *q)
     if (rc == 0) {
         q->done = true;
         if (q->xml)
-            return buf_printf(&q->out, "\r\n--%s--\r\n", q->boundary);
-        return buf_puts(&q->out, q->rows ? "]\n" : "[]\n");
+            return buf_printf(dst, "\r\n--%s--\r\n", q->boundary);
+        return buf_puts(dst, q->rows ? "]\n" : "[]\n");
     }
     json_t *o = row_json(q, &row);
     if (!o)
         return -ENOMEM;
     int r = 0;
     if (q->xml) {
-        r = buf_printf(&q->out, "%s--%s\r\nContent-Type: application/dicom+xml\r\n\r\n",
+        r = buf_printf(dst, "%s--%s\r\nContent-Type: application/dicom+xml\r\n\r\n",
                        q->rows ? "\r\n" : "", q->boundary);
         if (r == 0)
-            r = xml_from_json(o, &q->out);
+            r = xml_from_json(o, dst);
     } else {
-        r = buf_putc(&q->out, q->rows ? ',' : '[');
+        r = buf_putc(dst, q->rows ? ',' : '[');
         char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(16));
         if (!s)
             r = -ENOMEM;
         else
-            r = buf_puts(&q->out, s);
+            r = buf_puts(dst, s);
         free(s);
     }
     json_decref(o);
@@ -324,6 +329,11 @@ static ssize_t qido_read(void *ctx, uint64_t pos, char *dst, size_t max)
             q->out_pos = 0;
         }
         int rc = produce(q);
+        /* compress in batches of rows: deflate works best on 16+ KiB */
+        if (rc == 0 && q->gzip && (q->done || q->text.len >= 16384)) {
+            rc = gzip_out_write(&q->gz, q->text.data, q->text.len, q->done, &q->out);
+            buf_reset(&q->text);
+        }
         if (rc < 0) {
             log_error("req %llu: QIDO failed while streaming rows (%d)",
                       (unsigned long long)q->r->id, rc);
@@ -345,6 +355,8 @@ static void qido_free(void *ctx)
     struct qido *q = ctx;
     index_cursor_close(q->cur);
     buf_release(&q->out);
+    buf_release(&q->text);
+    gzip_out_release(&q->gz);
     qido_params_release(&q->p);
     free(q);
 }
@@ -396,6 +408,7 @@ static int search(struct req *r, enum index_level level)
     q->r = r;
     q->level = level;
     buf_init(&q->out, (size_t)64 << 20);
+    buf_init(&q->text, (size_t)64 << 20);
     qido_params_init(&q->p, r->a, &r->query, level, r->app->cfg.qido_default_limit,
                      r->app->cfg.qido_max_limit);
     int rc = 0;
@@ -438,12 +451,20 @@ static int search(struct req *r, enum index_level level)
                                    "boundary=%s",
                              q->boundary);
     }
+    q->gzip = http_accepts_gzip(r);
+    if (q->gzip && gzip_out_init(&q->gz) < 0) {
+        qido_free(q);
+        return -ENOMEM;
+    }
     char *warn = q->p.warn.len ? arena_printf(r->a, "299 yingyun \"%s\"", q->p.warn.data) : NULL;
     struct http_resp *resp = http_resp_stream(HTTP_SIZE_UNKNOWN, qido_read, q, qido_free);
     if (!resp)
         return -ENOMEM;
     http_resp_header(resp, "Content-Type", ctype);
     http_resp_header(resp, "Cache-Control", "no-cache");
+    http_resp_header(resp, "Vary", "Accept-Encoding");
+    if (q->gzip)
+        http_resp_header(resp, "Content-Encoding", "gzip");
     if (warn)
         http_resp_header(resp, "Warning", warn);
     return http_send(r, 200, resp);

@@ -465,22 +465,6 @@ static ssize_t meta_read(void *ctx, uint64_t pos, char *dst, size_t max)
     return (ssize_t)n;
 }
 
-static bool accepts_gzip(struct req *r)
-{
-    const char *ae = http_header(r, "Accept-Encoding");
-    if (!ae)
-        return false;
-    /* "gzip" listed and not with q=0 */
-    const char *p = strstr(ae, "gzip");
-    if (!p)
-        return false;
-    const char *q = strstr(p, "q=0");
-    const char *comma = strchr(p, ',');
-    if (q && (!comma || q < comma) && !(q[3] == '.' && q[4] && q[4] != '0'))
-        return false;
-    return true;
-}
-
 int wado_metadata(struct req *r)
 {
     int rc = check_path_uids(r);
@@ -517,7 +501,7 @@ int wado_metadata(struct req *r)
     if (rc < 0)
         return rc;
     const char *base = arena_printf(r->a, "%s/dicomweb", http_base_url(r));
-    bool gzip = !xml && accepts_gzip(r);
+    bool gzip = !xml && http_accepts_gzip(r);
     /* the validator covers content (instances and their times), the base
      * URL written into BulkDataURIs, and the representation */
     char key[512], hex[65];

@@ -63,6 +63,10 @@ typedef int (*upload_fn)(struct req *r, const uint8_t *data, size_t len);
 /* Value of request header name (case-insensitive) or NULL. */
 const char *http_header(struct req *r, const char *name);
 
+/* Whether Accept-Encoding allows gzip (RFC 9110 12.5.3: "gzip", "x-gzip"
+ * or "*" with a non-zero q). */
+bool http_accepts_gzip(struct req *r);
+
 /* The one mapping from errno-style errors to HTTP status codes. */
 unsigned http_status_from_err(int err);
 

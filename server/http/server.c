@@ -19,6 +19,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -156,6 +157,50 @@ static const char *status_text(unsigned s)
 const char *http_header(struct req *r, const char *name)
 {
     return MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, name);
+}
+
+/* q of one "coding;q=0.5" element: 1 without a q parameter, 0 when bad */
+static double coding_q(const char *p, const char *end)
+{
+    const char *semi = memchr(p, ';', (size_t)(end - p));
+    if (!semi)
+        return 1;
+    for (p = semi + 1; p < end && (*p == ' ' || *p == '\t'); p++)
+        ;
+    if (end - p < 2 || (p[0] != 'q' && p[0] != 'Q') || p[1] != '=')
+        return 1;
+    char tmp[16];
+    size_t n = (size_t)(end - p - 2);
+    if (n == 0 || n >= sizeof(tmp))
+        return 0;
+    memcpy(tmp, p + 2, n);
+    tmp[n] = 0;
+    char *e;
+    double q = strtod(tmp, &e);
+    return (e == tmp || q < 0) ? 0 : q;
+}
+
+bool http_accepts_gzip(struct req *r)
+{
+    const char *ae = http_header(r, "Accept-Encoding");
+    if (!ae)
+        return false;
+    double q_gzip = -1, q_star = -1;
+    for (const char *p = ae; *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        const char *end = p + strcspn(p, ",");
+        size_t name = strcspn(p, " \t;,");
+        if (name > (size_t)(end - p))
+            name = (size_t)(end - p);
+        double q = coding_q(p, end);
+        if ((name == 4 && !strncasecmp(p, "gzip", 4)) || (name == 6 && !strncasecmp(p, "x-gzip", 6)))
+            q_gzip = q;
+        else if (name == 1 && *p == '*')
+            q_star = q;
+        p = end;
+    }
+    return q_gzip >= 0 ? q_gzip > 0 : q_star > 0;
 }
 
 const char *http_base_url(struct req *r)
