@@ -25,6 +25,7 @@
 #include "dicom/metablob.h"
 #include "dicom/pn.h"
 #include "dicom/vr.h"
+#include "dicom/json_scan.h"
 #include "dicom/xml.h"
 #include "dicomweb/handlers.h"
 #include "dicomweb/qido_parse.h"
@@ -50,6 +51,7 @@ struct qido {
     bool gzip;               /* Content-Encoding: gzip */
     struct gzip_out gz;
     struct buf text;         /* rows not yet compressed (gzip only) */
+    struct buf meta;         /* this row's stored instance JSON */
     unsigned rows;
     bool done;
     bool failed;
@@ -270,7 +272,9 @@ static json_t *row_json(struct qido *q, const struct index_row *row)
         if (q->all || q->p.n_ret) {
             merge_level(q, o, row->series_json, row->series_json_len, false);
             merge_level(q, o, row->study_json, row->study_json_len, false);
-            merge_meta(q, o, row);
+            /* JSON output merges the instance's own attributes as text */
+            if (q->xml)
+                merge_meta(q, o, row);
         }
         /* the instance's own RetrieveURL wins over the series' */
         put_url(o, 0x00081190,
@@ -279,6 +283,78 @@ static json_t *row_json(struct qido *q, const struct index_row *row)
         break;
     }
     return o;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int put_member(struct buf *dst, bool *first, const char *key, size_t key_len,
+                      const char *val, size_t val_len)
+{
+    int r = buf_printf(dst, "%s\"%.*s\":", *first ? "" : ",", (int)key_len, key);
+    *first = false;
+    return r ? r : buf_append(dst, val, val_len);
+}
+
+static int put_json_member(struct buf *dst, bool *first, const char *key, json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY | JSON_REAL_PRECISION(16));
+    if (!s)
+        return -ENOMEM;
+    int r = put_member(dst, first, key, strlen(key), s, strlen(s));
+    free(s);
+    return r;
+}
+
+/* Writes row object o merged, in tag order, with the members of the
+ * instance's stored JSON the search returns. The stored JSON is walked as
+ * text: parsing it into a tree per row cost more than the rest of the
+ * search. */
+static int write_with_meta(struct qido *q, json_t *o, const struct index_row *row, struct buf *dst)
+{
+    buf_reset(&q->meta);
+    int r = metablob_inflate(row->meta, row->meta_len, q->base, &q->meta);
+    if (r < 0) {
+        log_warn("req %llu: stored JSON of %s unreadable (%d); searched attributes only",
+                 (unsigned long long)q->r->id, row->sop_uid, r);
+        buf_reset(&q->meta);
+    }
+    size_t n = json_object_size(o), k = 0;
+    const char **keys = malloc((n + 1) * sizeof(*keys));
+    if (!keys)
+        return -ENOMEM;
+    const char *key;
+    json_t *v;
+    json_object_foreach(o, key, v)
+    {
+        keys[k++] = key;
+    }
+    qsort(keys, k, sizeof(*keys), cmp_str);
+    bool first = true;
+    size_t ki = 0, pos = 0;
+    r = buf_putc(dst, '{');
+    struct json_member m;
+    while (r == 0 && q->meta.len && json_scan_next(q->meta.data, q->meta.len, &pos, &m) == 1) {
+        char tagkey[9];
+        if (m.key_len != 8)
+            continue;
+        memcpy(tagkey, m.key, 8);
+        tagkey[8] = 0;
+        char *end;
+        uint32_t tag = (uint32_t)strtoul(tagkey, &end, 16);
+        if (*end || !(q->all || wanted(q, tag)) || json_object_get(o, tagkey))
+            continue;
+        for (; r == 0 && ki < k && strcmp(keys[ki], tagkey) < 0; ki++)
+            r = put_json_member(dst, &first, keys[ki], json_object_get(o, keys[ki]));
+        if (r == 0)
+            r = put_member(dst, &first, m.key, m.key_len, m.val, m.val_len);
+    }
+    for (; r == 0 && ki < k; ki++)
+        r = put_json_member(dst, &first, keys[ki], json_object_get(o, keys[ki]));
+    free(keys);
+    return r ? r : buf_putc(dst, '}');
 }
 
 /* ---- streaming ---- */
@@ -307,12 +383,16 @@ static int produce(struct qido *q)
             r = xml_from_json(o, dst);
     } else {
         r = buf_putc(dst, q->rows ? ',' : '[');
-        char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(16));
-        if (!s)
-            r = -ENOMEM;
-        else
-            r = buf_puts(dst, s);
-        free(s);
+        if (r == 0 && q->level == INDEX_INSTANCE && (q->all || q->p.n_ret) && row.meta) {
+            r = write_with_meta(q, o, &row, dst);
+        } else if (r == 0) {
+            char *s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(16));
+            if (!s)
+                r = -ENOMEM;
+            else
+                r = buf_puts(dst, s);
+            free(s);
+        }
     }
     json_decref(o);
     q->rows++;
@@ -356,6 +436,7 @@ static void qido_free(void *ctx)
     index_cursor_close(q->cur);
     buf_release(&q->out);
     buf_release(&q->text);
+    buf_release(&q->meta);
     gzip_out_release(&q->gz);
     qido_params_release(&q->p);
     free(q);
@@ -409,6 +490,7 @@ static int search(struct req *r, enum index_level level)
     q->level = level;
     buf_init(&q->out, (size_t)64 << 20);
     buf_init(&q->text, (size_t)64 << 20);
+    buf_init(&q->meta, (size_t)256 << 20);
     qido_params_init(&q->p, r->a, &r->query, level, r->app->cfg.qido_default_limit,
                      r->app->cfg.qido_max_limit);
     int rc = 0;

@@ -252,6 +252,29 @@ def test_includefield_limit_offset_order():
     H.check('00100010' in allf[0] and '00080005' in allf[0], 'includefield=all')
     inst = S.get_json('/dicomweb/instances?includefield=all&limit=1&PatientID=X2EXAMPLE')
     H.check('00280004' in inst[0], 'includefield=all at instance level returns image attributes')
+    # every instance row with includefield=all carries exactly the stored
+    # attributes WADO-RS metadata returns (QIDO merges them as text), plus
+    # the computed ones; a few picked attributes likewise
+    rows = S.get_json('/dicomweb/instances?includefield=all&limit=10000')
+    picked = S.get_json('/dicomweb/instances?includefield=00180050,00100010,00280030,00186011&limit=10000')
+    H.eq(len(rows), len(picked), 'same rows')
+    by_sop = {H.value(r, '00080018'): r for r in picked}
+    computed = {'00081190', '00083002', '00201206', '00201208', '00201209', '00080061', '00080056'}
+    for row in rows:
+        study, series, sop = H.value(row, '0020000D'), H.value(row, '0020000E'), H.value(row, '00080018')
+        meta = S.get_json('/dicomweb/studies/%s/series/%s/instances/%s/metadata' % (study, series, sop))[0]
+        for k, v in meta.items():
+            if k in computed or k in REQUIRED_STUDY or k in REQUIRED_SERIES:
+                continue  # study/series attributes come from the index (normalised dates)
+            H.eq(row.get(k), v, 'QIDO includefield=all %s of %s' % (k, sop))
+        p = by_sop[sop]
+        for k in ['00180050', '00100010', '00280030', '00186011']:
+            if k not in meta:  # a required study attribute comes back empty
+                H.check(k not in p or 'Value' not in p[k], 'no value for absent %s' % k)
+                continue
+            H.eq(p.get(k), meta.get(k), 'QIDO includefield %s of %s' % (k, sop))
+        keys = list(row.keys())
+        H.eq(keys, sorted(keys), 'attributes in tag order')
     # clamped limit: Warning header
     s2 = H.Server('--qido-max-limit', '5')
     with s2:
