@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "dicom/dcm.h"
 #include "dicom/frame_read.h"
@@ -324,7 +325,7 @@ int render_params_parse(const char *window, const char *viewport, const char *qu
         double cv = n >= 2 ? strtod(parts[0], &e1) : 0, wv = n >= 2 ? strtod(parts[1], &e2) : 0;
         if (n < 2 || n > 3 || strlen(window) >= sizeof(buf) || e1 == parts[0] || *e1 ||
             e2 == parts[1] || *e2 || !isfinite(cv) || !isfinite(wv) || wv <= 0) {
-            snprintf(err, err_cap, "window must be center,width[,LINEAR|LINEAR_EXACT|SIGMOID] "
+            snprintf(err, err_cap, "window must be center,width[,linear|linear-exact|sigmoid] "
                                    "with a positive width");
             return -EINVAL;
         }
@@ -332,12 +333,14 @@ int render_params_parse(const char *window, const char *viewport, const char *qu
         p->center = cv;
         p->width = wv;
         if (n == 3) {
+            /* PS3.18 spells them "linear", "linear-exact", "sigmoid";
+             * the PS3.3 defined terms are accepted too */
             const char *f = parts[2];
-            if (!strcmp(f, "LINEAR"))
+            if (!strcasecmp(f, "linear"))
                 p->fn = VOI_LINEAR;
-            else if (!strcmp(f, "LINEAR_EXACT"))
+            else if (!strcasecmp(f, "linear-exact") || !strcasecmp(f, "linear_exact"))
                 p->fn = VOI_LINEAR_EXACT;
-            else if (!strcmp(f, "SIGMOID"))
+            else if (!strcasecmp(f, "sigmoid"))
                 p->fn = VOI_SIGMOID;
             else {
                 snprintf(err, err_cap, "unknown VOI LUT function \"%.20s\"", f);

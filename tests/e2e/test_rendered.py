@@ -163,6 +163,11 @@ def test_windows_and_functions():
     sig = np.asarray(Image.open(io.BytesIO(get_image(u + '?window=40,400,SIGMOID')[2])))
     lin = np.asarray(Image.open(io.BytesIO(get_image(u + '?window=40,400,LINEAR_EXACT')[2])))
     H.check(not (sig == lin).all(), 'SIGMOID differs from LINEAR_EXACT')
+    # PS3.18's spelling (lower case, hyphen) means the same functions
+    for std, ps318 in [('SIGMOID', 'sigmoid'), ('LINEAR_EXACT', 'linear-exact'), ('LINEAR', 'linear')]:
+        x = get_image(u + '?window=40,400,' + std)[2]
+        y = get_image(u + '?window=40,400,' + ps318)[2]
+        H.eq(x, y, '%s == %s' % (std, ps318))
     default = np.asarray(Image.open(io.BytesIO(get_image(u)[2])))
     H.check(default.std() > 10, 'the file window (or the pixel range) gives a real image')
     for bad in ['40', '40,0', '40,-3', 'x,400', '40,400,CUBIC', '40,400,LINEAR,x']:
