@@ -688,34 +688,44 @@ static int parse_frames(struct req *r, const struct layout *l, uint32_t **out, u
     return 0;
 }
 
+/* The part headers of every frame of a job. */
+static void frame_headers(const struct frame_job *j, char *headers, size_t headers_cap)
+{
+    const char *ts = j->mode == FJ_ENCODE                ? j->ts
+                     : j->mode == FJ_NATIVE              ? UID_EXPLICIT_LE
+                     : (j->l->flags & LAYOUT_ENCAPS)     ? j->l->ts_uid
+                                                         : UID_EXPLICIT_LE;
+    snprintf(headers, headers_cap, "Content-Type: %s; transfer-syntax=%s\r\n", j->part_type, ts);
+}
+
+/* Appends the bytes of frame idx, as the job delivers them, to out. */
+static int frame_bytes(struct frame_job *j, uint32_t idx, struct buf *out)
+{
+    int r;
+    if (j->mode == FJ_STORED) {
+        r = frame_read(j->fd, j->l, idx, out, NULL);
+    } else if (j->mode == FJ_NATIVE) {
+        char photometric[20];
+        r = transcode_frame_native(j->fd, j->l, idx, j->max_bytes, out, photometric, j->err,
+                                   sizeof(j->err));
+    } else {
+        r = transcode_frame_to(j->fd, j->l, idx, j->ts, j->quality, j->max_bytes, out, j->err,
+                               sizeof(j->err));
+    }
+    if (r < 0)
+        log_error("frames: frame %u failed (%d %s)", idx + 1, r, j->err);
+    return r;
+}
+
 static int next_frame(void *ctx, struct mp_out_part *p)
 {
     struct frame_job *j = ctx;
     if (j->next >= j->n)
         return 0;
     uint32_t idx = j->frames[j->next++];
-    int r;
-    if (j->mode == FJ_STORED) {
-        snprintf(p->headers, sizeof(p->headers), "Content-Type: %s; transfer-syntax=%s\r\n",
-                 j->part_type, (j->l->flags & LAYOUT_ENCAPS) ? j->l->ts_uid : UID_EXPLICIT_LE);
-        r = frame_read(j->fd, j->l, idx, &p->mem, NULL);
-    } else if (j->mode == FJ_NATIVE) {
-        char photometric[20];
-        snprintf(p->headers, sizeof(p->headers),
-                 "Content-Type: application/octet-stream; transfer-syntax=%s\r\n", UID_EXPLICIT_LE);
-        r = transcode_frame_native(j->fd, j->l, idx, j->max_bytes, &p->mem, photometric, j->err,
-                                   sizeof(j->err));
-    } else {
-        snprintf(p->headers, sizeof(p->headers), "Content-Type: %s; transfer-syntax=%s\r\n",
-                 j->part_type, j->ts);
-        r = transcode_frame_to(j->fd, j->l, idx, j->ts, j->quality, j->max_bytes, &p->mem, j->err,
-                               sizeof(j->err));
-    }
-    if (r < 0) {
-        log_error("frames: frame %u failed (%d %s); aborting the response", idx + 1, r, j->err);
-        return r;
-    }
-    return 1;
+    frame_headers(j, p->headers, sizeof(p->headers));
+    int r = frame_bytes(j, idx, &p->mem);
+    return r < 0 ? r : 1;
 }
 
 static void frame_job_free(void *p)
@@ -851,29 +861,31 @@ static int frames_respond(struct req *r, struct one *o, uint32_t *frames, uint32
     }
     const char *boundary = mp_out_boundary(r);
     const char *type = c.part_type;
-    if (n == 1 && j->mode != FJ_STORED) {
-        /* one converted frame (the common case): convert before answering,
-         * so that a frame that cannot be decoded gets a status and a reason */
-        struct mp_out_part part;
-        memset(&part, 0, sizeof(part));
-        part.fd = -1;
-        buf_init(&part.mem, r->app->cfg.max_decoded_bytes + 1);
-        int pr = next_frame(j, &part);
-        frame_job_free(j);
-        if (pr < 0) {
-            buf_release(&part.mem);
-            return http_error(r, pr == -E2BIG ? 413 : pr == -ENOTSUP ? 406 : 500,
-                              "frame %u cannot be converted", frames[0] + 1);
-        }
+    if (n == 1) {
+        /* one frame (the common case): read or convert it before answering,
+         * so that a frame that cannot be decoded gets a status and a reason,
+         * and send it as one buffer, the frame read straight into it */
+        char headers[512];
+        frame_headers(j, headers, sizeof(headers));
         struct buf body;
-        buf_init(&body, 0);
-        int rc2 = buf_printf(&body, "--%s\r\n%s\r\n", boundary, part.headers);
-        rc2 |= buf_append(&body, part.mem.data, part.mem.len);
-        rc2 |= buf_printf(&body, "\r\n--%s--\r\n", boundary);
-        buf_release(&part.mem);
-        if (rc2) {
+        buf_init(&body, r->app->cfg.max_decoded_bytes + 4096);
+        uint64_t foff, flen = 0;
+        if (j->mode == FJ_STORED && frame_file_range(j->l, frames[0], &foff, &flen) == 0 &&
+            flen < ((uint64_t)1 << 31))
+            (void)buf_reserve(&body, (size_t)flen + 1024);
+        int rc2 = buf_printf(&body, "--%s\r\n%s\r\n", boundary, headers);
+        if (rc2 == 0)
+            rc2 = frame_bytes(j, frames[0], &body);
+        if (rc2 == 0)
+            rc2 = buf_printf(&body, "\r\n--%s--\r\n", boundary);
+        frame_job_free(j);
+        if (rc2 < 0) {
             buf_release(&body);
-            return -ENOMEM;
+            if (rc2 == -ENOMEM)
+                return rc2;
+            return http_error(r, rc2 == -E2BIG ? 413 : rc2 == -ENOTSUP ? 406 : 500,
+                              "frame %u cannot be %s", frames[0] + 1,
+                              c.mode == FJ_STORED ? "read" : "converted");
         }
         size_t bl;
         char *b = buf_detach(&body, &bl);

@@ -314,8 +314,13 @@ struct http_resp *http_resp_stream(uint64_t size,
     s->read = read;
     s->ctx = ctx;
     s->free_ctx = free_ctx;
+    /* MHD callocs the block with the response: a large block costs a
+     * memset per response (256 KiB was 7% of the CPU serving frames) */
+    size_t block = 64 * 1024;
+    if (size != HTTP_SIZE_UNKNOWN && size < block)
+        block = size < 1024 ? 1024 : (size_t)size;
     h->r = MHD_create_response_from_callback(size == HTTP_SIZE_UNKNOWN ? MHD_SIZE_UNKNOWN : size,
-                                             256 * 1024, stream_read, s, stream_free);
+                                             block, stream_read, s, stream_free);
     if (!h->r) {
         stream_free(s);
         free(h);
