@@ -53,7 +53,8 @@ struct qido {
     struct buf text;         /* rows not yet compressed (gzip only) */
     struct buf meta;         /* this row's stored instance JSON */
     unsigned rows;
-    bool done;
+    bool done;               /* every row produced */
+    bool flushed;            /* ... and compressed into out */
     bool failed;
     const char *boundary;
 };
@@ -399,18 +400,23 @@ static int produce(struct qido *q)
     return r;
 }
 
+/* Below this many bytes a whole result goes uncompressed: deflating it
+ * costs more time than sending it, even over a clinic's link. */
+#define GZIP_MIN_BYTES 8192
+#define GZIP_BATCH_BYTES 16384
+
 static ssize_t qido_read(void *ctx, uint64_t pos, char *dst, size_t max)
 {
     struct qido *q = ctx;
     (void)pos;
-    while (q->out.len - q->out_pos < max && !q->done) {
+    while (q->out.len - q->out_pos < max && !q->flushed) {
         if (q->out_pos > 0 && q->out_pos == q->out.len) {
             buf_reset(&q->out);
             q->out_pos = 0;
         }
-        int rc = produce(q);
+        int rc = q->done ? 0 : produce(q);
         /* compress in batches of rows: deflate works best on 16+ KiB */
-        if (rc == 0 && q->gzip && (q->done || q->text.len >= 16384)) {
+        if (rc == 0 && q->gzip && (q->done || q->text.len >= GZIP_BATCH_BYTES)) {
             rc = gzip_out_write(&q->gz, q->text.data, q->text.len, q->done, &q->out);
             buf_reset(&q->text);
         }
@@ -419,6 +425,7 @@ static ssize_t qido_read(void *ctx, uint64_t pos, char *dst, size_t max)
                       (unsigned long long)q->r->id, rc);
             return HTTP_STREAM_ERROR;
         }
+        q->flushed = q->done;
     }
     size_t avail = q->out.len - q->out_pos;
     if (avail == 0)
@@ -533,10 +540,24 @@ static int search(struct req *r, enum index_level level)
                                    "boundary=%s",
                              q->boundary);
     }
-    q->gzip = http_accepts_gzip(r);
-    if (q->gzip && gzip_out_init(&q->gz) < 0) {
-        qido_free(q);
-        return -ENOMEM;
+    if (http_accepts_gzip(r)) {
+        /* rows go to q->text first; a small result is sent as it is */
+        q->gzip = true;
+        while (!q->done && q->text.len < GZIP_MIN_BYTES && rc == 0)
+            rc = produce(q);
+        if (rc < 0) {
+            qido_free(q);
+            return http_error(r, 500, "search failed (%d)", rc);
+        }
+        if (q->done && q->text.len < GZIP_MIN_BYTES) {
+            struct buf t = q->out;
+            q->out = q->text;
+            q->text = t;
+            q->gzip = false;
+        } else if (gzip_out_init(&q->gz) < 0) {
+            qido_free(q);
+            return -ENOMEM;
+        }
     }
     char *warn = q->p.warn.len ? arena_printf(r->a, "299 yingyun \"%s\"", q->p.warn.data) : NULL;
     struct http_resp *resp = http_resp_stream(HTTP_SIZE_UNKNOWN, qido_read, q, qido_free);

@@ -329,7 +329,7 @@ def test_qido_xml():
 def test_qido_gzip():
     """Accept-Encoding: gzip compresses result lists (a clinic's study list
     over a slow link); the decompressed body equals the identity one."""
-    for path in ['/dicomweb/studies?limit=1000', '/dicomweb/series?limit=1000',
+    for path in ['/dicomweb/studies?limit=1000', '/dicomweb/series?limit=1000', '/dicomweb/studies?limit=3',
                  '/dicomweb/instances?limit=1000&includefield=all', '/dicomweb/studies?PatientID=NOPE']:
         st, h, plain = S.get(path)
         H.eq(st, 200, path)
@@ -337,8 +337,12 @@ def test_qido_gzip():
         for ae in ['gzip', 'br, gzip;q=0.5', 'x-gzip', '*', 'deflate, gzip']:
             st, h, z = S.get(path, headers={'Accept-Encoding': ae})
             H.eq(st, 200, path + ' ' + ae)
-            H.eq(h.get('content-encoding'), 'gzip', 'gzip for ' + ae)
             H.check('accept-encoding' in h.get('vary', '').lower(), 'Vary: Accept-Encoding')
+            if len(plain) < 8192:  # small results are not worth compressing
+                H.check('content-encoding' not in h, 'identity for a small result')
+                H.eq(z, plain, 'small result as it is')
+                continue
+            H.eq(h.get('content-encoding'), 'gzip', 'gzip for ' + ae)
             H.eq(gzip.decompress(z), plain, 'same JSON after gunzip (%s, %s)' % (path, ae))
         if len(plain) > 100000:
             H.check(len(z) * 4 < len(plain), 'compresses: %d -> %d' % (len(plain), len(z)))
@@ -347,8 +351,8 @@ def test_qido_gzip():
             H.check('content-encoding' not in h, 'identity for ' + ae)
             H.eq(b, plain, 'identity body for ' + ae)
     xml = {'Accept': 'multipart/related; type="application/dicom+xml"'}
-    st, h, plain = S.get('/dicomweb/studies?limit=5', headers=xml)
-    st, h, z = S.get('/dicomweb/studies?limit=5', headers=dict(xml, **{'Accept-Encoding': 'gzip'}))
+    st, h, plain = S.get('/dicomweb/studies?limit=50', headers=xml)
+    st, h, z = S.get('/dicomweb/studies?limit=50', headers=dict(xml, **{'Accept-Encoding': 'gzip'}))
     H.eq(h.get('content-encoding'), 'gzip', 'xml gzip')
     unz = gzip.decompress(z)
     b1 = re.search(r'boundary=([^;\s]+)', h['content-type']).group(1).encode()
