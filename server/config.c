@@ -52,6 +52,7 @@ static const struct key g_keys[] = {
     SIZE(render_cache_bytes, "32M", "memory for the rendered-image cache (0 turns it off)"),
     UINT(jpeg_quality, "90", "default quality (1-100) of rendered and transcoded JPEG"),
     SIZE(disk_reserve_bytes, "64M", "free disk space kept: STOW-RS answers 503 below it"),
+    UINT(import_jobs, "4", "files `yingyun import` stores at once (1-64; each waits for its fsync)"),
 };
 
 unsigned config_key_count(void)

@@ -150,25 +150,63 @@ static int cmd_serve(struct app *app)
     return 0;
 }
 
+/* yingyun import: the main thread walks the paths (sorted) into a small
+ * queue; import_jobs threads store the files, each through the same ingest
+ * path as STOW-RS. Parallel files overlap their fsyncs. */
+#define IMPORT_QUEUE 64
+
 struct import_stats {
     struct app *app;
+    pthread_mutex_t mu;
+    pthread_cond_t not_empty, not_full;
+    char *queue[IMPORT_QUEUE];
+    unsigned head, count;
+    bool walk_done;
+    int stop_err; /* -ENOSPC: stop everything */
     unsigned long files, stored, duplicate, failed;
     bool tty;
 };
+
+static void import_report(struct import_stats *st, const char *path, const struct ingest_result *res,
+                          int outcome, const char *why)
+{
+    pthread_mutex_lock(&st->mu);
+    st->files++;
+    if (outcome == INGEST_STORED)
+        st->stored++;
+    else if (outcome == INGEST_DUPLICATE)
+        st->duplicate++;
+    else
+        st->failed++;
+    if (outcome == INGEST_FAILED) {
+        if (res)
+            fprintf(stderr, "%sfailed: %s: %s (0x%04X)\n", st->tty ? "\n" : "", path, res->reason,
+                    res->failure_reason);
+        else
+            fprintf(stderr, "%sfailed: %s: %s\n", st->tty ? "\n" : "", path, why);
+    }
+    if (st->tty) {
+        fprintf(stderr, "\r%lu files: %lu stored, %lu duplicate, %lu failed", st->files,
+                st->stored, st->duplicate, st->failed);
+    } else if (st->files % 100 == 0) {
+        fprintf(stderr, "%lu files: %lu stored, %lu duplicate, %lu failed\n", st->files,
+                st->stored, st->duplicate, st->failed);
+    }
+    pthread_mutex_unlock(&st->mu);
+}
 
 static int import_file(struct import_stats *st, const char *path)
 {
     int in = open(path, O_RDONLY | O_CLOEXEC);
     if (in < 0) {
-        st->failed++;
-        fprintf(stderr, "\nfailed: %s: cannot open: %s\n", path, strerror(errno));
+        import_report(st, path, NULL, INGEST_FAILED, strerror(errno));
         return 0;
     }
     struct store_tmp t;
     int r = store_tmp_create(st->app->store, &t);
     if (r < 0) {
         close(in);
-        fprintf(stderr, "\nfailed: %s: cannot create a temp file: %s\n", path, strerror(-r));
+        import_report(st, path, NULL, INGEST_FAILED, "cannot create a temp file");
         return r;
     }
     char buf[1 << 16];
@@ -181,52 +219,78 @@ static int import_file(struct import_stats *st, const char *path)
     close(in);
     if (n < 0 || r < 0) {
         store_tmp_discard(&t);
-        st->failed++;
-        fprintf(stderr, "\nfailed: %s: %s\n", path, r == -ENOSPC ? "disk full" : "read error");
+        import_report(st, path, NULL, INGEST_FAILED, r == -ENOSPC ? "disk full" : "read error");
         return r == -ENOSPC ? r : 0;
     }
     struct ingest_result res;
     r = ingest_tmp(st->app->ingest, &t, NULL, &res);
-    st->files++;
-    switch (res.outcome) {
-    case INGEST_STORED:
-        st->stored++;
-        break;
-    case INGEST_DUPLICATE:
-        st->duplicate++;
-        break;
-    case INGEST_FAILED:
-        st->failed++;
-        fprintf(stderr, "%sfailed: %s: %s (0x%04X)\n", st->tty ? "\n" : "", path, res.reason,
-                res.failure_reason);
-        break;
-    }
-    if (st->tty) {
-        fprintf(stderr, "\r%lu files: %lu stored, %lu duplicate, %lu failed", st->files,
-                st->stored, st->duplicate, st->failed);
-    } else if (st->files % 100 == 0) {
-        fprintf(stderr, "%lu files: %lu stored, %lu duplicate, %lu failed\n", st->files,
-                st->stored, st->duplicate, st->failed);
-    }
+    import_report(st, path, &res, (int)res.outcome, NULL);
     return r == -ENOSPC ? r : 0;
+}
+
+static void *import_worker(void *arg)
+{
+    struct import_stats *st = arg;
+    for (;;) {
+        pthread_mutex_lock(&st->mu);
+        while (st->count == 0 && !st->walk_done && !st->stop_err)
+            pthread_cond_wait(&st->not_empty, &st->mu);
+        if (st->count == 0 || st->stop_err) {
+            pthread_mutex_unlock(&st->mu);
+            return NULL;
+        }
+        char *path = st->queue[st->head];
+        st->head = (st->head + 1) % IMPORT_QUEUE;
+        st->count--;
+        pthread_cond_signal(&st->not_full);
+        pthread_mutex_unlock(&st->mu);
+        int r = import_file(st, path);
+        free(path);
+        if (r == -ENOSPC) {
+            pthread_mutex_lock(&st->mu);
+            st->stop_err = r;
+            pthread_cond_broadcast(&st->not_full);
+            pthread_cond_broadcast(&st->not_empty);
+            pthread_mutex_unlock(&st->mu);
+        }
+    }
+}
+
+/* Queues a file for the workers; -ENOSPC once they stopped on a full disk. */
+static int import_enqueue(struct import_stats *st, const char *path)
+{
+    char *copy = strdup(path);
+    if (!copy)
+        return -ENOMEM;
+    pthread_mutex_lock(&st->mu);
+    while (st->count == IMPORT_QUEUE && !st->stop_err)
+        pthread_cond_wait(&st->not_full, &st->mu);
+    int r = st->stop_err;
+    if (r == 0) {
+        st->queue[(st->head + st->count) % IMPORT_QUEUE] = copy;
+        st->count++;
+        pthread_cond_signal(&st->not_empty);
+    }
+    pthread_mutex_unlock(&st->mu);
+    if (r)
+        free(copy);
+    return r;
 }
 
 static int import_path(struct import_stats *st, const char *path, unsigned depth)
 {
     struct stat sb;
     if (stat(path, &sb) < 0) {
-        fprintf(stderr, "failed: %s: %s\n", path, strerror(errno));
-        st->failed++;
+        import_report(st, path, NULL, INGEST_FAILED, strerror(errno));
         return 0;
     }
     if (S_ISREG(sb.st_mode))
-        return import_file(st, path);
+        return import_enqueue(st, path);
     if (!S_ISDIR(sb.st_mode) || depth > 64)
         return 0;
     DIR *d = opendir(path);
     if (!d) {
-        fprintf(stderr, "failed: %s: %s\n", path, strerror(errno));
-        st->failed++;
+        import_report(st, path, NULL, INGEST_FAILED, strerror(errno));
         return 0;
     }
     /* sorted, so that imports are reproducible */
@@ -255,10 +319,31 @@ static int cmd_import(struct app *app, int argc, char **argv, const int *pos, in
     }
     if (open_app(app, false) < 0)
         return 1;
-    struct import_stats st = {app, 0, 0, 0, 0, isatty(2) != 0};
-    int r = 0;
+    static struct import_stats st;
+    st.app = app;
+    st.tty = isatty(2) != 0;
+    pthread_mutex_init(&st.mu, NULL);
+    pthread_cond_init(&st.not_empty, NULL);
+    pthread_cond_init(&st.not_full, NULL);
+    unsigned jobs = app->cfg.import_jobs < 1 ? 1 : app->cfg.import_jobs > 64 ? 64 : app->cfg.import_jobs;
+    pthread_t th[64];
+    unsigned started = 0;
+    for (; started < jobs; started++)
+        if (pthread_create(&th[started], NULL, import_worker, &st) != 0)
+            break;
+    int r = started ? 0 : -EAGAIN;
     for (int i = 0; i < n_pos && r == 0; i++)
         r = import_path(&st, argv[pos[i]], 0);
+    pthread_mutex_lock(&st.mu);
+    st.walk_done = true;
+    pthread_cond_broadcast(&st.not_empty);
+    pthread_mutex_unlock(&st.mu);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(th[i], NULL);
+    if (st.stop_err)
+        r = st.stop_err;
+    for (; st.count; st.count--, st.head = (st.head + 1) % IMPORT_QUEUE)
+        free(st.queue[st.head]);
     (void)argc;
     fprintf(stderr, "%simported %lu files: %lu stored, %lu duplicate, %lu failed\n",
             st.tty ? "\n" : "", st.files, st.stored, st.duplicate, st.failed);

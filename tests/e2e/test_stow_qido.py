@@ -619,6 +619,22 @@ def test_import_cli_summary():
     H.check('13 files: 0 stored, 13 duplicate, 0 failed' in p.stderr, p.stderr)
     import shutil
     shutil.rmtree(d)
+    # parallel import (--import-jobs) stores the same as one file at a time;
+    # a file given twice is one store and one duplicate, whichever comes first
+    summaries, answers = [], []
+    for jobs in ['1', '8']:
+        d = tempfile.mkdtemp(prefix='yy-import-')
+        p = subprocess.run([H.BIN, 'import', '--data', d, '--import-jobs', jobs, H.CORPUS,
+                            os.path.join(H.CORPUS, 'charset')], capture_output=True, text=True)
+        H.eq(p.returncode, 3, 'exit status 3: some corpus files are not storable')
+        summaries.append(re.search(r'imported .*', p.stderr).group(0))
+        with H.Server(data=d) as s3:
+            rows = s3.get_json('/dicomweb/instances?limit=10000')
+            answers.append(sorted((H.value(r, '0020000D'), H.value(r, '00080018')) for r in rows))
+        shutil.rmtree(d)
+    H.eq(summaries[0], summaries[1], 'same summary with 1 and 8 jobs')
+    H.check(' 13 duplicate' in summaries[0], summaries[0])
+    H.eq(answers[0], answers[1], 'same instances with 1 and 8 jobs')
 
 
 def test_sigterm_stops_cleanly():
