@@ -216,23 +216,28 @@ static void instance_defaults(struct qido *q, json_t *o, const struct index_row 
         put_text(o, 0x00083002, "UI", transcode_as_stored(row->ts_uid));
 }
 
-/* Copies the requested (or all) attributes of a stored level JSON. */
+/* Copies the requested (or all) attributes of a stored level JSON. The
+ * text is walked (json_scan.h) and only the values copied are parsed. */
 static void merge_level(struct qido *q, json_t *o, const void *blob, size_t len, bool all)
 {
-    if (!blob || !len)
+    if (!blob || !len || (!all && q->p.n_ret == 0))
         return;
-    json_t *lv = json_loadb(blob, len, 0, NULL);
-    if (!lv)
-        return;
-    const char *key;
-    json_t *v;
-    json_object_foreach(lv, key, v)
-    {
-        uint32_t tag = (uint32_t)strtoul(key, NULL, 16);
-        if ((all || wanted(q, tag)) && !json_object_get(o, key))
-            json_object_set(o, key, v);
+    size_t pos = 0;
+    struct json_member m;
+    while (json_scan_next(blob, len, &pos, &m) == 1) {
+        char key[9];
+        if (m.key_len != 8)
+            continue;
+        memcpy(key, m.key, 8);
+        key[8] = 0;
+        char *end;
+        uint32_t tag = (uint32_t)strtoul(key, &end, 16);
+        if (*end || !(all || wanted(q, tag)) || json_object_get(o, key))
+            continue;
+        json_t *v = json_loadb(m.val, m.val_len, JSON_DECODE_ANY, NULL);
+        if (v)
+            json_object_set_new(o, key, v);
     }
-    json_decref(lv);
 }
 
 static void merge_meta(struct qido *q, json_t *o, const struct index_row *row)
