@@ -1295,17 +1295,49 @@ int index_query_open(struct index *ix, const struct index_query *q, struct index
         goto fail;
     cur->ix = ix;
     cur->level = q->level;
-    r = buf_printf(&sql, "SELECT %s%s%s FROM ", g_select_study,
-                   q->level >= INDEX_SERIES ? g_select_series : "",
-                   q->level >= INDEX_INSTANCE ? g_select_instance : "");
+    /* Two steps: the inner query finds and orders the page (row keys and
+     * order columns only, mostly from covering indexes); the outer one
+     * fetches the wide rows of that page alone, so the sorter never carries
+     * JSON or metadata blobs of rows that are not returned. */
+    const char *ord_expr[INDEX_MAX_ORDER + 8];
+    bool ord_desc[INDEX_MAX_ORDER + 8];
+    unsigned n_ord = 0;
+    for (unsigned i = 0; i < q->n_order; i++) {
+        const struct colmap *cm = find_col(q->level, q->order[i].tag);
+        if (!cm || cm->type == CT_MODALITIES) {
+            snprintf(err, err_cap, "ordering by (%04X,%04X) is not supported",
+                     q->order[i].tag >> 16, q->order[i].tag & 0xFFFF);
+            r = -EINVAL;
+            goto fail;
+        }
+        ord_expr[n_ord] = cm->type == CT_PN ? cm->key_col : cm->col;
+        ord_desc[n_ord++] = q->order[i].desc;
+    }
+    /* deterministic, and the same after a reindex: ties break on UIDs */
+    static const char *const tail[] = {"s.study_date", "s.study_time", "s.study_uid",
+                                       "se.series_number", "se.series_uid",
+                                       "i.instance_number", "i.sop_uid"};
+    static const bool tail_desc[] = {true, true, false, false, false, false, false};
+    unsigned n_tail = q->level == INDEX_STUDY ? 3 : q->level == INDEX_SERIES ? 5 : 7;
+    for (unsigned i = 0; i < n_tail; i++) {
+        ord_expr[n_ord] = tail[i];
+        ord_desc[n_ord++] = tail_desc[i];
+    }
+    r = buf_puts(&sql, "SELECT s.pk AS k0");
+    if (q->level >= INDEX_SERIES)
+        r |= buf_puts(&sql, ", se.pk AS k1");
+    if (q->level >= INDEX_INSTANCE)
+        r |= buf_puts(&sql, ", i.pk AS k2");
+    for (unsigned i = 0; i < n_ord; i++)
+        r |= buf_printf(&sql, ", %s AS o%u", ord_expr[i], i);
+    r |= buf_puts(&sql, " FROM ");
     if (q->level == INDEX_STUDY)
         r |= buf_puts(&sql, "study s WHERE 1");
     else if (q->level == INDEX_SERIES)
         r |= buf_puts(&sql, "series se JOIN study s ON s.pk = se.study_fk WHERE 1");
     else
         r |= buf_puts(&sql, "instance i JOIN series se ON se.pk = i.series_fk "
-                            "JOIN study s ON s.pk = i.study_fk "
-                            "JOIN instance_data d ON d.pk = i.pk WHERE 1");
+                            "JOIN study s ON s.pk = i.study_fk WHERE 1");
     if (r < 0)
         goto fail;
     if (q->study_uid) {
@@ -1329,27 +1361,24 @@ int index_query_open(struct index *ix, const struct index_query *q, struct index
     if (r < 0)
         goto fail;
     r = buf_puts(&sql, " ORDER BY ");
-    for (unsigned i = 0; i < q->n_order && r == 0; i++) {
-        const struct colmap *cm = find_col(q->level, q->order[i].tag);
-        if (!cm || cm->type == CT_MODALITIES) {
-            snprintf(err, err_cap, "ordering by (%04X,%04X) is not supported",
-                     q->order[i].tag >> 16, q->order[i].tag & 0xFFFF);
-            r = -EINVAL;
-            goto fail;
-        }
-        r = buf_printf(&sql, "%s %s, ", cm->type == CT_PN ? cm->key_col : cm->col,
-                       q->order[i].desc ? "DESC" : "ASC");
-    }
-    /* deterministic, and the same after a reindex: ties break on UIDs */
-    if (q->level == INDEX_STUDY)
-        r |= buf_puts(&sql, "s.study_date DESC, s.study_time DESC, s.study_uid");
-    else if (q->level == INDEX_SERIES)
-        r |= buf_puts(&sql, "s.study_date DESC, s.study_time DESC, s.study_uid, "
-                            "se.series_number, se.series_uid");
-    else
-        r |= buf_puts(&sql, "s.study_date DESC, s.study_time DESC, s.study_uid, "
-                            "se.series_number, se.series_uid, i.instance_number, i.sop_uid");
+    for (unsigned i = 0; i < n_ord && r == 0; i++)
+        r = buf_printf(&sql, "%s%s %s", i ? ", " : "", ord_expr[i], ord_desc[i] ? "DESC" : "ASC");
     r |= buf_printf(&sql, " LIMIT %u OFFSET %u", q->limit, q->offset);
+    /* the outer query: the page's wide rows, in the same order */
+    struct buf outer;
+    buf_init(&outer, (size_t)1 << 20);
+    r |= buf_printf(&outer, "SELECT %s%s%s FROM (%s) t JOIN study s ON s.pk = t.k0", g_select_study,
+                    q->level >= INDEX_SERIES ? g_select_series : "",
+                    q->level >= INDEX_INSTANCE ? g_select_instance : "", sql.data ? sql.data : "");
+    if (q->level >= INDEX_SERIES)
+        r |= buf_puts(&outer, " JOIN series se ON se.pk = t.k1");
+    if (q->level >= INDEX_INSTANCE)
+        r |= buf_puts(&outer, " JOIN instance i ON i.pk = t.k2 JOIN instance_data d ON d.pk = i.pk");
+    r |= buf_puts(&outer, " ORDER BY ");
+    for (unsigned i = 0; i < n_ord && r == 0; i++)
+        r = buf_printf(&outer, "%st.o%u %s", i ? ", " : "", i, ord_desc[i] ? "DESC" : "ASC");
+    buf_release(&sql);
+    sql = outer;
     if (r < 0)
         goto fail;
     cur->c = acquire(ix);
