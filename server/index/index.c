@@ -96,9 +96,15 @@ static const char *const g_sql[ST_COUNT] = {
     [ST_GET_INSTANCE_BLOBS] = "SELECT meta, layout FROM instance_data WHERE pk = ?1",
 };
 
+/* Recently used search statements of a connection, by SQL text: the same
+ * kind of search (the values are bound) skips parsing and planning. */
+#define QCACHE_N 16
+
 struct conn {
     sqlite3 *db;
     sqlite3_stmt *st[ST_COUNT];
+    sqlite3_stmt *qcache[QCACHE_N]; /* idle; sqlite3_sql() gives the text */
+    unsigned qcache_next;
     struct conn *next;
 };
 
@@ -138,6 +144,8 @@ static void conn_free(struct conn *c)
         return;
     for (int i = 0; i < ST_COUNT; i++)
         sqlite3_finalize(c->st[i]);
+    for (unsigned i = 0; i < QCACHE_N; i++)
+        sqlite3_finalize(c->qcache[i]);
     sqlite3_close_v2(c->db);
     free(c);
 }
@@ -1386,7 +1394,14 @@ int index_query_open(struct index *ix, const struct index_query *q, struct index
         r = -EIO;
         goto fail;
     }
-    if (sqlite3_prepare_v2(cur->c->db, sql.data, -1, &cur->s, NULL) != SQLITE_OK) {
+    for (unsigned i = 0; i < QCACHE_N && !cur->s; i++) {
+        sqlite3_stmt *cs = cur->c->qcache[i];
+        if (cs && strcmp(sqlite3_sql(cs), sql.data) == 0) {
+            cur->s = cs;
+            cur->c->qcache[i] = NULL;
+        }
+    }
+    if (!cur->s && sqlite3_prepare_v2(cur->c->db, sql.data, -1, &cur->s, NULL) != SQLITE_OK) {
         log_debug("index: qido prepare: %s: %s", sql.data, sqlite3_errmsg(cur->c->db));
         snprintf(err, err_cap, "query could not be prepared");
         r = -EIO;
@@ -1478,7 +1493,17 @@ void index_cursor_close(struct index_cursor *cur)
 {
     if (!cur)
         return;
-    sqlite3_finalize(cur->s);
+    if (cur->s && cur->c) {
+        /* back to the connection's cache, replacing the oldest entry */
+        sqlite3_reset(cur->s);
+        sqlite3_clear_bindings(cur->s);
+        struct conn *c = cur->c;
+        unsigned k = c->qcache_next++ % QCACHE_N;
+        sqlite3_finalize(c->qcache[k]);
+        c->qcache[k] = cur->s;
+    } else {
+        sqlite3_finalize(cur->s);
+    }
     if (cur->c)
         release(cur->ix, cur->c);
     free(cur);
