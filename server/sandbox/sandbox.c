@@ -230,8 +230,9 @@ static void release(struct sandbox *s, struct worker *w, bool broken)
 {
     if (broken) {
         kill_worker(w);
-        if (spawn(s, w) < 0)
-            log_error("sandbox: cannot start a codec worker");
+        int r = spawn(s, w);
+        if (r < 0) /* tried again when the slot is next used */
+            log_error("sandbox: cannot start a codec worker: %s", strerror(-r));
     }
     pthread_mutex_lock(&s->lock);
     if (broken)
@@ -266,11 +267,20 @@ int sandbox_decode(struct sandbox *s, const char *ts_uid, const struct codec_ima
     h.out_cap = out_cap;
     h.len = len;
     struct worker *w = acquire(s);
+    if (w->fd < 0) {
+        /* its last start failed (out of processes or memory): once more */
+        int sr = spawn(s, w);
+        if (sr < 0) {
+            snprintf(err, err_cap, "no codec worker could be started (%s)", strerror(-sr));
+            release(s, w, false);
+            return -EAGAIN;
+        }
+    }
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     int64_t deadline = (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000 + s->timeout_ms;
     struct rep_hdr rep;
-    int r = w->fd < 0 ? -EIO : write_all(w->fd, &h, sizeof(h));
+    int r = write_all(w->fd, &h, sizeof(h));
     if (r == 0)
         r = write_all(w->fd, data, len);
     if (r == 0)
