@@ -375,3 +375,96 @@ int ingest_existing(struct ingest *g, const char *rel, struct ingest_result *res
     close(fd);
     return r;
 }
+
+/* ---- background ingests of one request ---- */
+
+struct ingest_batch {
+    struct ingest *g;
+    unsigned max_running;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned running;
+};
+
+struct batch_job {
+    struct ingest_batch *b;
+    struct store_tmp t;
+    const char *study;
+    struct ingest_result *res;
+};
+
+int ingest_batch_new(struct ingest *g, unsigned max_running, struct ingest_batch **out)
+{
+    struct ingest_batch *b = calloc(1, sizeof(*b));
+    if (!b)
+        return -ENOMEM;
+    b->g = g;
+    b->max_running = max_running ? max_running : 1;
+    pthread_mutex_init(&b->lock, NULL);
+    pthread_cond_init(&b->cond, NULL);
+    *out = b;
+    return 0;
+}
+
+static void *batch_thread(void *arg)
+{
+    struct batch_job *j = arg;
+    struct ingest_batch *b = j->b;
+    (void)ingest_tmp(b->g, &j->t, j->study, j->res);
+    free(j);
+    pthread_mutex_lock(&b->lock);
+    b->running--;
+    pthread_cond_broadcast(&b->cond);
+    pthread_mutex_unlock(&b->lock);
+    return NULL;
+}
+
+void ingest_batch_add(struct ingest_batch *b, struct store_tmp *t, const char *expected_study,
+                      struct ingest_result *res)
+{
+    struct batch_job *j = malloc(sizeof(*j));
+    if (j) {
+        j->b = b;
+        j->t = *t;
+        j->study = expected_study;
+        j->res = res;
+        pthread_mutex_lock(&b->lock);
+        while (b->running >= b->max_running)
+            pthread_cond_wait(&b->cond, &b->lock);
+        b->running++;
+        pthread_mutex_unlock(&b->lock);
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        /* the parser recurses into nested sequences (bounded depth) */
+        pthread_attr_setstacksize(&at, (size_t)1 << 20);
+        pthread_t th;
+        int r = pthread_create(&th, &at, batch_thread, j);
+        pthread_attr_destroy(&at);
+        if (r == 0)
+            return;
+        free(j);
+        pthread_mutex_lock(&b->lock);
+        b->running--;
+        pthread_mutex_unlock(&b->lock);
+    }
+    (void)ingest_tmp(b->g, t, expected_study, res);
+}
+
+void ingest_batch_wait(struct ingest_batch *b)
+{
+    pthread_mutex_lock(&b->lock);
+    while (b->running)
+        pthread_cond_wait(&b->cond, &b->lock);
+    pthread_mutex_unlock(&b->lock);
+}
+
+void ingest_batch_free(struct ingest_batch *b)
+{
+    if (!b)
+        return;
+    ingest_batch_wait(b);
+    pthread_mutex_destroy(&b->lock);
+    pthread_cond_destroy(&b->cond);
+    free(b);
+}

@@ -35,6 +35,7 @@
 
 struct part_result {
     struct ingest_result res;
+    bool ingested;              /* res comes from the ingest batch */
     struct part_result *next;
 };
 
@@ -52,6 +53,7 @@ struct stow {
     size_t wlen;
     unsigned n_parts, n_stored, n_failed, n_nospace;
     struct part_result *results, **tail;
+    struct ingest_batch *batch; /* the parts being ingested in the background */
     const char *malformed;      /* mp_in error text */
     bool xml;                   /* respond in DICOM XML? (no: JSON only here) */
 };
@@ -59,6 +61,8 @@ struct stow {
 static void stow_release(void *arg)
 {
     struct stow *st = arg;
+    ingest_batch_free(st->batch); /* waits: the results live in the arena */
+    st->batch = NULL;
     mp_in_free(st->mp);
     if (st->tmp.fd >= 0 || st->tmp.path[0])
         store_tmp_discard(&st->tmp);
@@ -189,20 +193,33 @@ static int on_part_end(void *ctx)
         store_tmp_discard(&st->tmp);
         return -ENOMEM;
     }
-    int r = ingest_tmp(st->r->app->ingest, &st->tmp, st->study, &p->res);
+    /* made durable and indexed in the background while the next part
+     * arrives; counted in stow_end once all are done */
+    p->ingested = true;
+    ingest_batch_add(st->batch, &st->tmp, st->study, &p->res);
     st->tmp.fd = -1;
     st->tmp.path[0] = 0;
-    if (p->res.outcome == INGEST_FAILED) {
-        st->n_failed++;
-        if (p->res.failure_reason == FAIL_OUT_OF_RESOURCES)
-            st->n_nospace++;
-        log_info("req %llu: part %u refused (0x%04X): %s", (unsigned long long)st->r->id,
-                 st->n_parts, p->res.failure_reason, p->res.reason);
-    } else {
-        st->n_stored++;
-    }
-    (void)r;
     return 0;
+}
+
+/* Counts the background ingests' outcomes (after ingest_batch_wait). */
+static void count_ingested(struct stow *st)
+{
+    unsigned k = 0;
+    for (struct part_result *p = st->results; p; p = p->next) {
+        k++;
+        if (!p->ingested)
+            continue;
+        if (p->res.outcome == INGEST_FAILED) {
+            st->n_failed++;
+            if (p->res.failure_reason == FAIL_OUT_OF_RESOURCES)
+                st->n_nospace++;
+            log_info("req %llu: part %u refused (0x%04X): %s", (unsigned long long)st->r->id, k,
+                     p->res.failure_reason, p->res.reason);
+        } else {
+            st->n_stored++;
+        }
+    }
 }
 
 static const struct mp_in_cb g_cb = {on_part_begin, on_part_data, on_part_end};
@@ -280,9 +297,12 @@ int stow_begin(struct req *r)
     st->tail = &st->results;
     st->wbuf = malloc(WBUF);
     st->mp = mp_in_new(boundary, 16384, &g_cb, st);
-    if (!st->wbuf || !st->mp || arena_on_release(r->a, stow_release, st) < 0) {
+    /* up to 4 parts of this request being made durable at once */
+    if (!st->wbuf || !st->mp || ingest_batch_new(app->ingest, 4, &st->batch) < 0 ||
+        arena_on_release(r->a, stow_release, st) < 0) {
         free(st->wbuf);
         mp_in_free(st->mp);
+        ingest_batch_free(st->batch);
         return -ENOMEM;
     }
     r->state = st;
@@ -333,6 +353,8 @@ int stow_end(struct req *r)
     }
     if (st->in_part)
         store_tmp_discard(&st->tmp);
+    ingest_batch_wait(st->batch);
+    count_ingested(st);
     const char *base = http_base_url(r);
     struct buf b;
     buf_init(&b, (size_t)64 << 20);
