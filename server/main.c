@@ -111,9 +111,17 @@ static int cmd_serve(struct app *app)
         log_warn("could not finish interrupted deletes (%d); will retry at next start", r);
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     struct sandbox *sb = NULL;
-    r = sandbox_start("/proc/self/exe", cores > 2 ? (unsigned)cores : 2, 20000, &sb);
+    /* yingyun-codec-worker sits next to this executable */
+    char worker[PATH_MAX];
+    ssize_t wl = readlink("/proc/self/exe", worker, sizeof(worker) - 32);
+    if (wl <= 0)
+        wl = 0;
+    worker[wl] = 0;
+    char *slash = strrchr(worker, '/');
+    snprintf(slash ? slash + 1 : worker, 32, "yingyun-codec-worker");
+    r = sandbox_start(worker, cores > 2 ? (unsigned)cores : 2, 20000, &sb);
     if (r < 0) {
-        log_error("cannot start the codec worker processes (%d)", r);
+        log_error("cannot run the codec worker %s: %s", worker, strerror(-r));
         close_app(app);
         return 1;
     }
@@ -420,8 +428,6 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    if (!strcmp(cmd, "codec-worker")) /* internal: see sandbox.h */
-        return sandbox_worker_main(3);
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "-V")) {
         printf("yingyun %s\n", YY_VERSION);
         return 0;

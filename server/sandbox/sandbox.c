@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -165,6 +164,8 @@ static void kill_worker(struct worker *w)
 
 int sandbox_start(const char *exe, unsigned n, unsigned timeout_ms, struct sandbox **out)
 {
+    if (access(exe, X_OK) < 0)
+        return -errno;
     struct sandbox *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
@@ -177,14 +178,10 @@ int sandbox_start(const char *exe, unsigned n, unsigned timeout_ms, struct sandb
     s->timeout_ms = timeout_ms ? timeout_ms : 20000;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
+    /* workers start when first needed: an idle server has none */
     for (unsigned i = 0; i < s->n; i++) {
         s->w[i].pid = -1;
         s->w[i].fd = -1;
-        int r = spawn(s, &s->w[i]);
-        if (r < 0) {
-            sandbox_stop(s);
-            return r;
-        }
     }
     *out = s;
     return 0;
@@ -268,7 +265,7 @@ int sandbox_decode(struct sandbox *s, const char *ts_uid, const struct codec_ima
     h.len = len;
     struct worker *w = acquire(s);
     if (w->fd < 0) {
-        /* its last start failed (out of processes or memory): once more */
+        /* not started yet, or its last start failed: start it now */
         int sr = spawn(s, w);
         if (sr < 0) {
             snprintf(err, err_cap, "no codec worker could be started (%s)", strerror(-sr));
@@ -316,9 +313,9 @@ int sandbox_decode(struct sandbox *s, const char *ts_uid, const struct codec_ima
 
 int sandbox_worker_main(int fd)
 {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() == 1)
-        return 1; /* the server is already gone */
+    /* No PR_SET_PDEATHSIG: it fires when the *thread* that started the
+     * worker ends, and workers are started by request threads. A worker
+     * notices the server's end as EOF on its socket instead. */
     struct rlimit rl = {WORKER_AS_LIMIT, WORKER_AS_LIMIT};
     setrlimit(RLIMIT_AS, &rl);
     signal(SIGPIPE, SIG_IGN);

@@ -4,11 +4,13 @@
  * OpenJPEG aborts on assertions, CharLS 2.4.1 can loop forever, GDCM's JPEG
  * aborts on some headers: a hostile codestream must not take the server
  * down or hold a thread forever. So frames of those syntaxes are decoded by
- * `yingyun codec-worker` processes (spawned at start, fresh executables, not
- * forks of the threaded server): a request goes over a socket, the pixels
+ * `yingyun-codec-worker` processes (started when first needed, fresh
+ * executables, not forks of the threaded server; the server process itself
+ * does not even load GDCM): a request goes over a socket, the pixels
  * come back; a worker that crashes, or exceeds the time limit, is killed and
- * replaced, and the request fails with -EBADMSG. Workers die with the
- * server (PR_SET_PDEATHSIG) and run under an address-space limit.
+ * replaced, and the request fails with -EBADMSG. Workers exit when the
+ * server closes their socket (or dies), and run under an address-space
+ * limit.
  *
  * Owns: the worker processes and their sockets. Thread-safe.
  */
@@ -23,8 +25,9 @@
 
 struct sandbox;
 
-/* Starts n workers running exe ("/proc/self/exe" works). timeout_ms bounds
- * one decode. Returns 0 or -errno. */
+/* Prepares up to n workers running exe (yingyun-codec-worker), started on
+ * first use. timeout_ms bounds one decode. Returns 0, or -errno when exe
+ * cannot be executed. */
 int sandbox_start(const char *exe, unsigned n, unsigned timeout_ms, struct sandbox **out);
 void sandbox_stop(struct sandbox *s);
 

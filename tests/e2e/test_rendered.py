@@ -89,6 +89,28 @@ def dcmtk_render(path, center, width, frame=0):
     return im
 
 
+def test_codec_workers_outlive_the_connection_that_started_them():
+    """Codec workers start on first use, from a request's thread; closing
+    that connection must not end them (it did with PR_SET_PDEATHSIG)."""
+    sandboxed = [rel for rel in sorted(IMAGES) if '/htj2k' in rel or '/jpeg2000' in rel
+                 or '/jpegls' in rel][:6]
+    H.check(len(sandboxed) >= 3, 'sandboxed syntaxes in the corpus')
+    s2 = H.Server()
+    with s2:
+        urls = []
+        for rel in sandboxed:
+            st, _, js = s2.stow_files([os.path.join(H.CORPUS, rel)])
+            H.eq(st, 200, 'stored ' + rel)
+            urls.append(js['00081199']['Value'][0]['00081190']['Value'][0].split('/dicomweb')[1])
+        for rnd in range(3):
+            for u in urls:  # each request on a new connection, closed after it
+                st, _, body = s2.request('GET', '/dicomweb' + u + '/rendered?viewport=64,64&r=%d' % rnd,
+                                         headers={'Accept': 'image/png'})
+                H.eq(st, 200, 'rendered %s (round %d): %s' % (u, rnd, body[:120]))
+        log = s2.read_log()
+        H.check('worker died' not in log and 'timed out' not in log, 'no worker lost: ' + log[-600:])
+
+
 def test_matches_dcmtk_with_the_same_window():
     cases = []
     ct = sorted(os.listdir(os.path.join(H.CORPUS, 'series/ct_ge_hispeed_gantry_tilt_28')))
@@ -257,7 +279,8 @@ def test_wado_uri_images():
     H.eq(st, 400, 'center without width')
 
 
-TESTS = [test_every_image_renders, test_matches_dcmtk_with_the_same_window, test_viewport_geometry,
+TESTS = [test_every_image_renders, test_codec_workers_outlive_the_connection_that_started_them,
+         test_matches_dcmtk_with_the_same_window, test_viewport_geometry,
          test_windows_and_functions, test_media_types_and_multiframe_gif, test_thumbnails_and_cache,
          test_non_image_objects, test_wado_uri_images]
 

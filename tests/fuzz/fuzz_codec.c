@@ -26,8 +26,9 @@ static const char *const g_pi[] = {"MONOCHROME2", "MONOCHROME1", "RGB", "YBR_FUL
                                    "YBR_FULL_422", "PALETTE COLOR", "YBR_ICT", "YBR_RCT"};
 
 /* Syntaxes whose third-party decoders abort or hang on hostile input run in
- * the server's worker processes (sandbox.h) when YY_BIN names the server
- * binary, exactly as in production; the rest runs in-process. */
+ * the server's worker processes (sandbox.h) when YY_WORKER names the
+ * yingyun-codec-worker binary, exactly as in production; the rest runs
+ * in-process. */
 static struct sandbox *g_sb;
 static bool g_sb_tried;
 
@@ -35,7 +36,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!g_sb_tried) {
         g_sb_tried = true;
-        const char *bin = getenv("YY_BIN");
+        const char *bin = getenv("YY_WORKER");
         if (bin && *bin && sandbox_start(bin, 1, 3000, &g_sb) < 0)
             g_sb = NULL;
     }
