@@ -19,7 +19,8 @@ struct app {
     struct store *store;
     struct index *index;
     struct ingest *ingest;
-    struct render_cache *cache; /* may be NULL */
+    struct render_cache *cache; /* rendered images; may be NULL */
+    struct render_cache *meta_cache; /* assembled series/study metadata; may be NULL */
     char web_root[1024];        /* resolved viewer directory ("" = none) */
 };
 

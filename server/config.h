@@ -37,6 +37,7 @@ struct config {
     uint64_t max_decoded_bytes;  /* decoded pixels one request may produce */
     uint64_t render_cache_bytes; /* rendered-image cache */
     unsigned jpeg_quality;     /* default JPEG quality */
+    uint64_t metadata_cache_bytes; /* assembled metadata responses */
     unsigned import_jobs;      /* files `yingyun import` stores at once */
     uint64_t disk_reserve_bytes; /* STOW answers 503 when free space would drop below */
 };

@@ -73,6 +73,7 @@ static int open_app(struct app *app, bool for_server)
         return r;
     if (for_server) {
         app->cache = render_cache_new(app->cfg.render_cache_bytes);
+        app->meta_cache = render_cache_new(app->cfg.metadata_cache_bytes);
         if (app->cfg.web_root[0])
             snprintf(app->web_root, sizeof(app->web_root), "%s", app->cfg.web_root);
         else
@@ -90,6 +91,8 @@ static void close_app(struct app *app)
 {
     render_cache_free(app->cache);
     app->cache = NULL;
+    render_cache_free(app->meta_cache);
+    app->meta_cache = NULL;
     ingest_free(app->ingest);
     index_close(app->index);
     store_close(app->store);

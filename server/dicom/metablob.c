@@ -2,6 +2,8 @@
 #include "core/common.h"
 
 #include <errno.h>
+#include <libdeflate.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <string.h>
 #include <zlib.h>
@@ -121,6 +123,36 @@ static int open_blob(const void *blob, size_t len, const uint8_t **p, size_t *le
     return 0;
 }
 
+/* One libdeflate decompressor per thread (whole-buffer inflate is about
+ * three times zlib's streaming inflate, which was 60% of an identity series
+ * metadata response). */
+static pthread_key_t g_dkey;
+static pthread_once_t g_donce = PTHREAD_ONCE_INIT;
+
+static void free_decompressor(void *d)
+{
+    libdeflate_free_decompressor(d);
+}
+
+static void make_dkey(void)
+{
+    (void)pthread_key_create(&g_dkey, free_decompressor);
+}
+
+static struct libdeflate_decompressor *decompressor(void)
+{
+    pthread_once(&g_donce, make_dkey);
+    struct libdeflate_decompressor *d = pthread_getspecific(g_dkey);
+    if (!d) {
+        d = libdeflate_alloc_decompressor();
+        if (d && pthread_setspecific(g_dkey, d) != 0) {
+            libdeflate_free_decompressor(d);
+            d = NULL;
+        }
+    }
+    return d;
+}
+
 int metablob_inflate(const void *blob, size_t len, const char *base, struct buf *out)
 {
     const uint8_t *p;
@@ -129,35 +161,42 @@ int metablob_inflate(const void *blob, size_t len, const char *base, struct buf 
     int r = open_blob(blob, len, &p, &left, &n);
     if (r < 0)
         return r;
+    struct libdeflate_decompressor *d = decompressor();
+    if (!d)
+        return -ENOMEM;
     size_t base_len = strlen(base);
     bool first = true;
     struct seg s;
+    /* a segment ends in a full flush, not a final block: libdeflate wants
+     * one, so each is copied with an empty final fixed block (03 00) after */
+    struct buf in;
+    buf_init(&in, (size_t)1 << 30);
     while ((r = next_seg(&p, &left, &n, &s)) == 1) {
         if (!first) {
             r = buf_append(out, base, base_len);
             if (r < 0)
-                return r;
+                break;
         }
         first = false;
-        r = buf_reserve(out, (size_t)s.ulen);
+        buf_reset(&in);
+        r = buf_append(&in, s.z, s.clen);
+        if (r == 0)
+            r = buf_append(&in, "\x03\x00", 2);
+        if (r == 0)
+            r = buf_reserve(out, (size_t)s.ulen);
         if (r < 0)
-            return r;
-        z_stream z;
-        memset(&z, 0, sizeof(z));
-        if (inflateInit2(&z, -MAX_WBITS) != Z_OK)
-            return -ENOMEM;
-        z.next_in = (Bytef *)(uintptr_t)s.z;
-        z.avail_in = s.clen;
-        z.next_out = (Bytef *)out->data + out->len;
-        z.avail_out = s.ulen;
-        int zr = inflate(&z, Z_SYNC_FLUSH);
-        size_t got = s.ulen - z.avail_out;
-        inflateEnd(&z);
-        if ((zr != Z_OK && zr != Z_STREAM_END && zr != Z_BUF_ERROR) || got != s.ulen)
-            return -EBADMSG;
+            break;
+        size_t got = 0;
+        enum libdeflate_result lr = libdeflate_deflate_decompress(
+            d, in.data, in.len, out->data + out->len, (size_t)s.ulen, &got);
+        if (lr != LIBDEFLATE_SUCCESS || got != s.ulen) {
+            r = -EBADMSG;
+            break;
+        }
         out->len += got;
         out->data[out->len] = 0;
     }
+    buf_release(&in);
     return r < 0 ? r : 0;
 }
 

@@ -37,6 +37,7 @@
 #include "dicomweb/transcode.h"
 #include "dicomweb/wado_uri_parse.h"
 #include "http/mime.h"
+#include "render/cache.h"
 #include "index/index.h"
 #include "store/store.h"
 #include "core/banned.h"
@@ -375,11 +376,18 @@ struct meta_stream {
     unsigned rows;
     bool done;
     uint64_t *bytes;
+    /* a copy of the body for the metadata cache, while it fits */
+    struct render_cache *cache;
+    char cache_key[72];
+    const char *ctype;
+    struct buf copy;
+    bool copy_over;
 };
 
 static void meta_free(void *p)
 {
     struct meta_stream *m = p;
+    buf_release(&m->copy);
     index_iter_close(m->it);
     free(m->base);
     gz_piece_release(&m->base_piece);
@@ -456,10 +464,19 @@ static ssize_t meta_read(void *ctx, uint64_t pos, char *dst, size_t max)
         }
     }
     size_t avail = m->out.len - m->pos;
-    if (avail == 0)
+    if (avail == 0) {
+        if (m->cache && !m->copy_over) {
+            render_cache_put(m->cache, m->cache_key, m->copy.data, m->copy.len, m->ctype);
+            m->cache = NULL;
+        }
         return HTTP_STREAM_END;
+    }
     size_t n = avail < max ? avail : max;
     memcpy(dst, m->out.data + m->pos, n);
+    if (m->cache && !m->copy_over && buf_append(&m->copy, dst, n) < 0) {
+        m->copy_over = true; /* too large to keep */
+        buf_release(&m->copy);
+    }
     m->pos += n;
     *m->bytes += n;
     return (ssize_t)n;
@@ -520,9 +537,40 @@ int wado_metadata(struct req *r)
         http_resp_header(resp, "Last-Modified", lm);
         return http_send(r, 304, resp);
     }
+    const char *ctype_json = "application/dicom+json";
+    if (!xml && r->app->meta_cache) {
+        /* sent before with the same content and representation */
+        struct buf hit;
+        buf_init(&hit, 0);
+        char type[32];
+        if (render_cache_get(r->app->meta_cache, hex, &hit, type)) {
+            size_t hl;
+            char *hb = buf_detach(&hit, &hl);
+            struct http_resp *resp = http_resp_buffer(hb ? hb : (void *)"", hl, hb == NULL);
+            if (!resp)
+                return -ENOMEM;
+            r->bytes_out += hl;
+            http_resp_header(resp, "Content-Type", ctype_json);
+            if (gzip)
+                http_resp_header(resp, "Content-Encoding", "gzip");
+            http_resp_header(resp, "Vary", "Accept, Accept-Encoding");
+            http_resp_header(resp, "ETag", etag);
+            http_resp_header(resp, "Last-Modified", lm);
+            http_resp_header(resp, "Cache-Control", "no-cache");
+            return http_send(r, 200, resp);
+        }
+        buf_release(&hit);
+    }
     struct meta_stream *m = calloc(1, sizeof(*m));
     if (!m)
         return -ENOMEM;
+    if (!xml && r->app->meta_cache) {
+        m->cache = r->app->meta_cache;
+        snprintf(m->cache_key, sizeof(m->cache_key), "%s", hex);
+        m->ctype = ctype_json;
+        /* entries over a quarter of the budget are not kept anyway */
+        buf_init(&m->copy, r->app->cfg.metadata_cache_bytes / 4 + 1);
+    }
     m->base = strdup(base);
     m->gzip = gzip;
     m->xml = xml;

@@ -1,6 +1,8 @@
 /*
  * cache.h - a size-bounded LRU cache of rendered images, so repeat views
- * (thumbnails, the same slice at the same window) cost no decode.
+ * (thumbnails, the same slice at the same window) cost no decode. A second
+ * instance keeps assembled WADO-RS metadata responses (keyed by their
+ * ETag, which changes with the content).
  *
  * Owns its entries (copies of the bytes). Thread-safe (one mutex; entries
  * are copied out under it). A byte budget of 0 disables it.

@@ -229,6 +229,40 @@ def test_series_metadata_gzip_etag_xml():
     H.eq(st, 406, 'metadata in an unsupported type')
     st, _, _ = S.get('/dicomweb/studies/1.2.3/metadata')
     H.eq(st, 404, 'metadata of an unknown study')
+    # a repeat is served from the metadata cache: the same bytes, both ways
+    H.eq(S.get(path)[2], plain, 'repeat identity identical')
+    H.eq(gzip.decompress(S.get(path, headers={'Accept-Encoding': 'gzip'})[2]), plain,
+         'repeat gzip identical')
+
+
+def test_metadata_cache_follows_changes():
+    """Cached metadata never outlives a change of the series: new, deleted
+    and replaced instances show at once (the cache key is the ETag)."""
+    mr_dir = os.path.join(H.CORPUS, 'series/mr_ge_signa_3d_sag_irspgr_196')
+    files = sorted(os.listdir(mr_dir))[:4]
+    s2 = H.Server()
+    with s2:
+        s2.stow_files([os.path.join(mr_dir, x) for x in files[:3]])
+        mr = [FILES['series/mr_ge_signa_3d_sag_irspgr_196/' + x] for x in files]
+        path = '/dicomweb/studies/%s/series/%s/metadata' % (mr[0]['study'], mr[0]['series'])
+        spath = '/dicomweb/studies/%s/metadata' % mr[0]['study']
+        for enc in [{}, {'Accept-Encoding': 'gzip'}]:
+            def sops(p):
+                st, h, b = s2.get(p, headers=enc)
+                H.eq(st, 200, p)
+                if h.get('content-encoding') == 'gzip':
+                    b = gzip.decompress(b)
+                return sorted(m['00080018']['Value'][0] for m in json.loads(b))
+            for _ in range(2):  # the second is a cache hit
+                H.eq(sops(path), sorted(m['sop'] for m in mr[:3]), 'three instances')
+                H.eq(sops(spath), sorted(m['sop'] for m in mr[:3]), 'study: three instances')
+            st, _, _ = s2.stow_files([os.path.join(mr_dir, files[3])])
+            H.eq(st, 200, 'fourth stored')
+            H.eq(sops(path), sorted(m['sop'] for m in mr), 'new instance shows at once')
+            H.eq(sops(spath), sorted(m['sop'] for m in mr), 'study: new instance shows')
+            H.eq(s2.request('DELETE', inst_url(mr[3]))[0], 204, 'delete')
+            H.eq(sops(path), sorted(m['sop'] for m in mr[:3]), 'deleted instance gone at once')
+            H.eq(sops(spath), sorted(m['sop'] for m in mr[:3]), 'study: deleted instance gone')
 
 
 def canonical(ds, raw, frame_index):
@@ -489,7 +523,8 @@ def test_part_failing_after_headers_aborts():
 
 TESTS = [test_instance_as_stored_is_byte_identical, test_default_is_explicit_le_and_conversion,
          test_negotiation_and_406, test_study_and_series_retrieve, test_metadata_equals_ingest_json,
-         test_series_metadata_gzip_etag_xml, test_native_frames_match_reference,
+         test_series_metadata_gzip_etag_xml, test_metadata_cache_follows_changes,
+         test_native_frames_match_reference,
          test_frames_stored_and_errors, test_every_bulkdata_uri_resolves, test_http_behaviour,
          test_wado_uri, test_delete_and_recovery, test_part_failing_after_headers_aborts]
 
