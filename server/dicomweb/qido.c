@@ -36,6 +36,11 @@
 #include "index/index.h"
 #include "core/banned.h"
 
+struct row_member {
+    uint32_t tag;
+    size_t off, len; /* value text in qido.rt */
+};
+
 struct qido {
     struct req *r;
     struct qido_params p;    /* the parsed search */
@@ -53,6 +58,11 @@ struct qido {
     struct gzip_out gz;
     struct buf text;         /* rows not yet compressed (gzip only) */
     struct buf meta;         /* this row's stored instance JSON */
+    /* the row being built (see build_row) */
+    struct buf rt;           /* value texts */
+    struct row_member *mem;
+    unsigned n_mem, cap_mem;
+    int err;
     unsigned rows;
     bool done;               /* every row produced */
     bool flushed;            /* ... and compressed into out */
@@ -60,89 +70,12 @@ struct qido {
     const char *boundary;
 };
 
-/* ---- row output ---- */
-
-static void set_el(json_t *o, uint32_t tag, const char *vr, json_t *values)
-{
-    char key[9];
-    snprintf(key, sizeof(key), "%08X", tag);
-    json_t *el = json_object();
-    json_object_set_new(el, "vr", json_string(vr));
-    if (values && json_array_size(values))
-        json_object_set_new(el, "Value", values);
-    else
-        json_decref(values);
-    json_object_set_new(o, key, el);
-}
-
-static json_t *split_values(const char *s)
-{
-    json_t *a = json_array();
-    if (!s || !*s)
-        return a;
-    const char *p = s;
-    while (1) {
-        const char *e = strchr(p, '\\');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l)
-            json_array_append_new(a, json_stringn(p, l));
-        else
-            json_array_append_new(a, json_null());
-        if (!e)
-            break;
-        p = e + 1;
-    }
-    return a;
-}
-
-static void put_text(json_t *o, uint32_t tag, const char *vr, const char *s)
-{
-    set_el(o, tag, vr, split_values(s));
-}
-
-static void put_pn(json_t *o, uint32_t tag, const char *s)
-{
-    json_t *a = json_array();
-    if (s && *s) {
-        const char *p = s;
-        while (1) {
-            const char *e = strchr(p, '\\');
-            size_t l = e ? (size_t)(e - p) : strlen(p);
-            json_t *v = json_object();
-            static const char *const groups[] = {"Alphabetic", "Ideographic", "Phonetic"};
-            const char *g = p;
-            for (int i = 0; i < 3 && g <= p + l; i++) {
-                const char *ge = memchr(g, '=', (size_t)(p + l - g));
-                size_t gl = ge ? (size_t)(ge - g) : (size_t)(p + l - g);
-                if (gl)
-                    json_object_set_new(v, groups[i], json_stringn(g, gl));
-                if (!ge)
-                    break;
-                g = ge + 1;
-            }
-            json_array_append_new(a, json_object_size(v) ? v : (json_decref(v), json_null()));
-            if (!e)
-                break;
-            p = e + 1;
-        }
-    }
-    set_el(o, tag, "PN", a);
-}
-
-static void put_int(json_t *o, uint32_t tag, const char *vr, long long v, bool have)
-{
-    json_t *a = json_array();
-    if (have)
-        json_array_append_new(a, json_integer(v));
-    set_el(o, tag, vr, a);
-}
-
-static void put_url(json_t *o, uint32_t tag, const char *url)
-{
-    json_t *a = json_array();
-    json_array_append_new(a, json_string(url));
-    set_el(o, tag, "UR", a);
-}
+/* ---- row output ----
+ *
+ * A row is built as text: a list of members (tag, value text in q->rt),
+ * written sorted by tag. Defaults come from index columns; attributes of
+ * the stored level JSON are copied as text (json_scan.h), never parsed.
+ * Building jansson trees per row was most of a search's CPU. */
 
 static bool wanted(const struct qido *q, uint32_t tag)
 {
@@ -155,77 +88,218 @@ static int sent(int rc)
     return rc < 0 ? rc : 1;
 }
 
-static void study_defaults(struct qido *q, json_t *o, const struct index_row *row)
+static int mem_find(const struct qido *q, uint32_t tag)
+{
+    for (unsigned i = 0; i < q->n_mem; i++)
+        if (q->mem[i].tag == tag)
+            return (int)i;
+    return -1;
+}
+
+/* Records the value text rt[off..) for tag: replacing an earlier value
+ * (defaults: the later, more specific level wins) or only when absent
+ * (stored attributes never override the defaults). */
+static void mem_set(struct qido *q, uint32_t tag, size_t off, bool replace)
+{
+    if (q->err)
+        return;
+    int i = mem_find(q, tag);
+    if (i >= 0 && !replace) {
+        q->rt.len = off; /* drop the text just written */
+        return;
+    }
+    if (i < 0) {
+        if (q->n_mem == q->cap_mem) {
+            unsigned cap = q->cap_mem ? q->cap_mem * 2 : 64;
+            struct row_member *m = cap <= 65536 ? realloc(q->mem, cap * sizeof(*m)) : NULL;
+            if (!m) {
+                q->err = -ENOMEM;
+                return;
+            }
+            q->mem = m;
+            q->cap_mem = cap;
+        }
+        i = (int)q->n_mem++;
+    }
+    q->mem[i].tag = tag;
+    q->mem[i].off = off;
+    q->mem[i].len = q->rt.len - off;
+}
+
+static void chk(struct qido *q, int r)
+{
+    if (r < 0 && !q->err)
+        q->err = r;
+}
+
+/* {"vr":"XX","Value":[...]} with the backslash-separated values of s
+ * (an empty value is null); no Value when s is empty. */
+static void put_text(struct qido *q, uint32_t tag, const char *vr, const char *s)
+{
+    size_t off = q->rt.len;
+    chk(q, buf_printf(&q->rt, "{\"vr\":\"%s\"", vr));
+    if (s && *s) {
+        chk(q, buf_puts(&q->rt, ",\"Value\":["));
+        const char *p = s;
+        for (bool first = true;; first = false) {
+            const char *e = strchr(p, '\\');
+            size_t l = e ? (size_t)(e - p) : strlen(p);
+            if (!first)
+                chk(q, buf_putc(&q->rt, ','));
+            chk(q, l ? json_put_string(&q->rt, p, l) : buf_puts(&q->rt, "null"));
+            if (!e)
+                break;
+            p = e + 1;
+        }
+        chk(q, buf_putc(&q->rt, ']'));
+    }
+    chk(q, buf_putc(&q->rt, '}'));
+    mem_set(q, tag, off, true);
+}
+
+static void put_pn(struct qido *q, uint32_t tag, const char *s)
+{
+    static const char *const groups[] = {"Alphabetic", "Ideographic", "Phonetic"};
+    size_t off = q->rt.len;
+    chk(q, buf_puts(&q->rt, "{\"vr\":\"PN\""));
+    if (s && *s) {
+        chk(q, buf_puts(&q->rt, ",\"Value\":["));
+        const char *p = s;
+        for (bool first = true;; first = false) {
+            const char *e = strchr(p, '\\');
+            size_t l = e ? (size_t)(e - p) : strlen(p);
+            if (!first)
+                chk(q, buf_putc(&q->rt, ','));
+            size_t vstart = q->rt.len;
+            unsigned n = 0;
+            const char *g = p;
+            for (int i = 0; i < 3 && g <= p + l; i++) {
+                const char *ge = memchr(g, '=', (size_t)(p + l - g));
+                size_t gl = ge ? (size_t)(ge - g) : (size_t)(p + l - g);
+                if (gl) {
+                    chk(q, buf_printf(&q->rt, "%s\"%s\":", n ? "," : "{", groups[i]));
+                    chk(q, json_put_string(&q->rt, g, gl));
+                    n++;
+                }
+                if (!ge)
+                    break;
+                g = ge + 1;
+            }
+            if (n)
+                chk(q, buf_putc(&q->rt, '}'));
+            else {
+                q->rt.len = vstart;
+                chk(q, buf_puts(&q->rt, "null"));
+            }
+            if (!e)
+                break;
+            p = e + 1;
+        }
+        chk(q, buf_putc(&q->rt, ']'));
+    }
+    chk(q, buf_putc(&q->rt, '}'));
+    mem_set(q, tag, off, true);
+}
+
+static void put_int(struct qido *q, uint32_t tag, const char *vr, long long v, bool have)
+{
+    size_t off = q->rt.len;
+    if (have)
+        chk(q, buf_printf(&q->rt, "{\"vr\":\"%s\",\"Value\":[%lld]}", vr, v));
+    else
+        chk(q, buf_printf(&q->rt, "{\"vr\":\"%s\"}", vr));
+    mem_set(q, tag, off, true);
+}
+
+static void put_url(struct qido *q, uint32_t tag, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void put_url(struct qido *q, uint32_t tag, const char *fmt, ...)
+{
+    char url[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(url, sizeof(url), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(url)) {
+        chk(q, -E2BIG);
+        return;
+    }
+    size_t off = q->rt.len;
+    chk(q, buf_puts(&q->rt, "{\"vr\":\"UR\",\"Value\":["));
+    chk(q, json_put_string(&q->rt, url, (size_t)n));
+    chk(q, buf_puts(&q->rt, "]}"));
+    mem_set(q, tag, off, true);
+}
+
+static void study_defaults(struct qido *q, const struct index_row *row)
 {
     if (row->charset)
-        put_text(o, 0x00080005, "CS", row->charset);
-    put_text(o, 0x00080020, "DA", row->study_date);
-    put_text(o, 0x00080030, "TM", row->study_time);
-    put_text(o, 0x00080050, "SH", row->accession);
-    put_text(o, 0x00080056, "CS", "ONLINE");
+        put_text(q, 0x00080005, "CS", row->charset);
+    put_text(q, 0x00080020, "DA", row->study_date);
+    put_text(q, 0x00080030, "TM", row->study_time);
+    put_text(q, 0x00080050, "SH", row->accession);
+    put_text(q, 0x00080056, "CS", "ONLINE");
     /* ModalitiesInStudy without a value breaks OHIF's study list
      * (ohif/Viewers#2774: it reads .Value.length); PS3.18 lets us omit an
      * unknown value, so it is left out when no series has a Modality */
     if (row->modalities && *row->modalities)
-        put_text(o, 0x00080061, "CS", row->modalities);
-    put_pn(o, 0x00080090, row->referring);
+        put_text(q, 0x00080061, "CS", row->modalities);
+    put_pn(q, 0x00080090, row->referring);
     if (row->timezone)
-        put_text(o, 0x00080201, "SH", row->timezone);
-    put_text(o, 0x00081030, "LO", row->study_description);
-    put_url(o, 0x00081190, arena_printf(q->r->a, "%s/studies/%s", q->base, row->study_uid));
-    put_pn(o, 0x00100010, row->patient_name);
-    put_text(o, 0x00100020, "LO", row->patient_id);
-    put_text(o, 0x00100030, "DA", row->patient_birth_date);
-    put_text(o, 0x00100040, "CS", row->patient_sex);
-    put_text(o, 0x0020000D, "UI", row->study_uid);
-    put_text(o, 0x00200010, "SH", row->study_id);
-    put_int(o, 0x00201206, "IS", row->n_study_series, true);
-    put_int(o, 0x00201208, "IS", row->n_study_instances, true);
+        put_text(q, 0x00080201, "SH", row->timezone);
+    put_text(q, 0x00081030, "LO", row->study_description);
+    put_url(q, 0x00081190, "%s/studies/%s", q->base, row->study_uid);
+    put_pn(q, 0x00100010, row->patient_name);
+    put_text(q, 0x00100020, "LO", row->patient_id);
+    put_text(q, 0x00100030, "DA", row->patient_birth_date);
+    put_text(q, 0x00100040, "CS", row->patient_sex);
+    put_text(q, 0x0020000D, "UI", row->study_uid);
+    put_text(q, 0x00200010, "SH", row->study_id);
+    put_int(q, 0x00201206, "IS", row->n_study_series, true);
+    put_int(q, 0x00201208, "IS", row->n_study_instances, true);
 }
 
-static void series_defaults(struct qido *q, json_t *o, const struct index_row *row)
+static void series_defaults(struct qido *q, const struct index_row *row)
 {
-    put_text(o, 0x00080060, "CS", row->modality);
-    put_text(o, 0x0008103E, "LO", row->series_description);
-    put_url(o, 0x00081190, arena_printf(q->r->a, "%s/studies/%s/series/%s", q->base,
-                                        row->study_uid, row->series_uid));
-    put_text(o, 0x0020000D, "UI", row->study_uid);
-    put_text(o, 0x0020000E, "UI", row->series_uid);
-    put_int(o, 0x00200011, "IS", row->series_number, row->has_series_number);
-    put_int(o, 0x00201209, "IS", row->n_series_instances, true);
-    put_text(o, 0x00400244, "DA", row->pps_start_date);
-    put_text(o, 0x00400245, "TM", row->pps_start_time);
+    put_text(q, 0x00080060, "CS", row->modality);
+    put_text(q, 0x0008103E, "LO", row->series_description);
+    put_url(q, 0x00081190, "%s/studies/%s/series/%s", q->base, row->study_uid, row->series_uid);
+    put_text(q, 0x0020000D, "UI", row->study_uid);
+    put_text(q, 0x0020000E, "UI", row->series_uid);
+    put_int(q, 0x00200011, "IS", row->series_number, row->has_series_number);
+    put_int(q, 0x00201209, "IS", row->n_series_instances, true);
+    put_text(q, 0x00400244, "DA", row->pps_start_date);
+    put_text(q, 0x00400245, "TM", row->pps_start_time);
 }
 
-static void instance_defaults(struct qido *q, json_t *o, const struct index_row *row)
+static void instance_defaults(struct qido *q, const struct index_row *row)
 {
-    put_text(o, 0x00080016, "UI", row->sop_class_uid);
-    put_text(o, 0x00080018, "UI", row->sop_uid);
-    put_text(o, 0x00080056, "CS", "ONLINE");
-    put_url(o, 0x00081190, arena_printf(q->r->a, "%s/studies/%s/series/%s/instances/%s", q->base,
-                                        row->study_uid, row->series_uid, row->sop_uid));
-    put_text(o, 0x0020000D, "UI", row->study_uid);
-    put_text(o, 0x0020000E, "UI", row->series_uid);
-    put_int(o, 0x00200013, "IS", row->instance_number, row->has_instance_number);
-    put_int(o, 0x00280010, "US", row->rows, row->rows > 0);
-    put_int(o, 0x00280011, "US", row->cols, row->cols > 0);
-    put_int(o, 0x00280100, "US", row->bits_alloc, row->bits_alloc > 0);
-    put_int(o, 0x00280008, "IS", row->n_frames, row->n_frames > 0);
+    put_text(q, 0x00080016, "UI", row->sop_class_uid);
+    put_text(q, 0x00080018, "UI", row->sop_uid);
+    put_text(q, 0x00080056, "CS", "ONLINE");
+    put_text(q, 0x0020000D, "UI", row->study_uid);
+    put_text(q, 0x0020000E, "UI", row->series_uid);
+    put_int(q, 0x00200013, "IS", row->instance_number, row->has_instance_number);
+    put_int(q, 0x00280010, "US", row->rows, row->rows > 0);
+    put_int(q, 0x00280011, "US", row->cols, row->cols > 0);
+    put_int(q, 0x00280100, "US", row->bits_alloc, row->bits_alloc > 0);
+    put_int(q, 0x00280008, "IS", row->n_frames, row->n_frames > 0);
     /* AvailableTransferSyntaxUID: the syntax "transfer-syntax=*" delivers,
      * returned by default (as dcm4chee does) so a client can choose */
     if (row->ts_uid && row->ts_uid[0])
-        put_text(o, 0x00083002, "UI", transcode_as_stored(row->ts_uid));
+        put_text(q, 0x00083002, "UI", transcode_as_stored(row->ts_uid));
 }
 
-/* Copies the requested (or all) attributes of a stored level JSON. The
- * text is walked (json_scan.h) and only the values copied are parsed. */
-static void merge_level(struct qido *q, json_t *o, const void *blob, size_t len, bool all)
+/* Copies the requested (or all) attributes of stored JSON text that the
+ * row does not have yet. */
+static void merge_text(struct qido *q, const char *text, size_t len, bool all)
 {
-    if (!blob || !len || (!all && q->p.n_ret == 0))
+    if (!text || !len || (!all && q->p.n_ret == 0))
         return;
     size_t pos = 0;
     struct json_member m;
-    while (json_scan_next(blob, len, &pos, &m) == 1) {
+    while (!q->err && json_scan_next(text, len, &pos, &m) == 1) {
         char key[9];
         if (m.key_len != 8)
             continue;
@@ -233,224 +307,75 @@ static void merge_level(struct qido *q, json_t *o, const void *blob, size_t len,
         key[8] = 0;
         char *end;
         uint32_t tag = (uint32_t)strtoul(key, &end, 16);
-        if (*end || !(all || wanted(q, tag)) || json_object_get(o, key))
+        if (*end || !(all || wanted(q, tag)) || mem_find(q, tag) >= 0)
             continue;
-        json_t *v = json_loadb(m.val, m.val_len, JSON_DECODE_ANY, NULL);
-        if (v)
-            json_object_set_new(o, key, v);
+        size_t off = q->rt.len;
+        chk(q, buf_append(&q->rt, m.val, m.val_len));
+        mem_set(q, tag, off, false);
     }
 }
 
-static void merge_meta(struct qido *q, json_t *o, const struct index_row *row)
+static int cmp_member(const void *a, const void *b)
 {
-    if (!row->meta)
-        return;
-    struct buf b;
-    buf_init(&b, (size_t)256 << 20);
-    char *base = arena_printf(q->r->a, "%s", q->base);
-    if (metablob_inflate(row->meta, row->meta_len, base, &b) == 0 && b.data)
-        merge_level(q, o, b.data, b.len, q->all);
-    buf_release(&b);
+    const struct row_member *x = a, *y = b;
+    return x->tag < y->tag ? -1 : x->tag > y->tag;
 }
 
-static json_t *row_json(struct qido *q, const struct index_row *row)
+/* Builds the row's members; 0 or -ENOMEM. */
+static int build_row(struct qido *q, const struct index_row *row)
 {
-    json_t *o = json_object();
-    if (!o)
-        return NULL;
+    buf_reset(&q->rt);
+    q->n_mem = 0;
+    q->err = 0;
     switch (q->level) {
     case INDEX_STUDY:
-        study_defaults(q, o, row);
-        merge_level(q, o, row->study_json, row->study_json_len, q->all);
+        study_defaults(q, row);
+        merge_text(q, row->study_json, row->study_json_len, q->all);
         break;
     case INDEX_SERIES:
-        series_defaults(q, o, row);
+        series_defaults(q, row);
         if (!q->in_study)
-            study_defaults(q, o, row);
-        merge_level(q, o, row->series_json, row->series_json_len, q->all);
-        merge_level(q, o, row->study_json, row->study_json_len, q->all && !q->in_study);
+            study_defaults(q, row);
+        merge_text(q, row->series_json, row->series_json_len, q->all);
+        merge_text(q, row->study_json, row->study_json_len, q->all && !q->in_study);
         break;
     case INDEX_INSTANCE:
-        instance_defaults(q, o, row);
+        instance_defaults(q, row);
         if (!q->in_series)
-            series_defaults(q, o, row);
+            series_defaults(q, row);
         if (!q->in_study)
-            study_defaults(q, o, row);
+            study_defaults(q, row);
         if (q->all || q->p.n_ret) {
-            merge_level(q, o, row->series_json, row->series_json_len, false);
-            merge_level(q, o, row->study_json, row->study_json_len, false);
-            /* JSON output merges the instance's own attributes as text */
-            if (q->xml)
-                merge_meta(q, o, row);
+            merge_text(q, row->series_json, row->series_json_len, false);
+            merge_text(q, row->study_json, row->study_json_len, false);
         }
         /* the instance's own RetrieveURL wins over the series' */
-        put_url(o, 0x00081190,
-                arena_printf(q->r->a, "%s/studies/%s/series/%s/instances/%s", q->base,
-                             row->study_uid, row->series_uid, row->sop_uid));
+        put_url(q, 0x00081190, "%s/studies/%s/series/%s/instances/%s", q->base, row->study_uid,
+                row->series_uid, row->sop_uid);
+        if ((q->all || q->p.n_ret) && row->meta) {
+            buf_reset(&q->meta);
+            int r = metablob_inflate(row->meta, row->meta_len, q->base, &q->meta);
+            if (r < 0)
+                log_warn("req %llu: stored JSON of %s unreadable (%d); searched attributes only",
+                         (unsigned long long)q->r->id, row->sop_uid, r);
+            else
+                merge_text(q, q->meta.data, q->meta.len, q->all);
+        }
         break;
     }
-    return o;
+    return q->err;
 }
 
-static int cmp_str(const void *a, const void *b)
+/* Writes the built row as one JSON object, attributes in tag order. */
+static int write_row(struct qido *q, struct buf *dst)
 {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
-}
-
-/* JSON text of a value built by this file (objects in insertion order;
- * jansson's own dump was a third of a search's CPU). */
-static int dump_value(struct buf *b, json_t *v, unsigned depth)
-{
-    char tmp[40];
-    if (depth > 64)
-        return -ELOOP;
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: {
-        const char *key;
-        json_t *x;
-        bool first = true;
-        int r = buf_putc(b, '{');
-        json_object_foreach(v, key, x)
-        {
-            if (r == 0 && !first)
-                r = buf_putc(b, ',');
-            first = false;
-            if (r == 0)
-                r = json_put_string(b, key, strlen(key));
-            if (r == 0)
-                r = buf_putc(b, ':');
-            if (r == 0)
-                r = dump_value(b, x, depth + 1);
-        }
-        return r ? r : buf_putc(b, '}');
-    }
-    case JSON_ARRAY: {
-        int r = buf_putc(b, '[');
-        for (size_t i = 0; r == 0 && i < json_array_size(v); i++) {
-            if (i)
-                r = buf_putc(b, ',');
-            if (r == 0)
-                r = dump_value(b, json_array_get(v, i), depth + 1);
-        }
-        return r ? r : buf_putc(b, ']');
-    }
-    case JSON_STRING:
-        return json_put_string(b, json_string_value(v), json_string_length(v));
-    case JSON_INTEGER:
-        snprintf(tmp, sizeof(tmp), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-        return buf_puts(b, tmp);
-    case JSON_REAL: {
-        double d = json_real_value(v);
-        if (!isfinite(d))
-            return buf_puts(b, "null");
-        for (int prec = 15; prec <= 17; prec++) {
-            snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
-            if (strtod(tmp, NULL) == d)
-                break;
-        }
-        return buf_puts(b, tmp);
-    }
-    case JSON_TRUE:
-        return buf_puts(b, "true");
-    case JSON_FALSE:
-        return buf_puts(b, "false");
-    default:
-        return buf_puts(b, "null");
-    }
-}
-
-/* A row object, its attributes in tag order. */
-static int dump_row(struct buf *b, json_t *o)
-{
-    size_t n = json_object_size(o), k = 0;
-    const char *stack_keys[64];
-    const char **keys = n <= 64 ? stack_keys : malloc(n * sizeof(*keys));
-    if (!keys)
-        return -ENOMEM;
-    const char *key;
-    json_t *v;
-    json_object_foreach(o, key, v)
-    {
-        keys[k++] = key;
-    }
-    qsort(keys, k, sizeof(*keys), cmp_str);
-    int r = buf_putc(b, '{');
-    for (size_t i = 0; r == 0 && i < k; i++) {
-        if (i)
-            r = buf_putc(b, ',');
+    qsort(q->mem, q->n_mem, sizeof(*q->mem), cmp_member);
+    int r = buf_putc(dst, '{');
+    for (unsigned i = 0; r == 0 && i < q->n_mem; i++) {
+        r = buf_printf(dst, "%s\"%08X\":", i ? "," : "", q->mem[i].tag);
         if (r == 0)
-            r = json_put_string(b, keys[i], strlen(keys[i]));
-        if (r == 0)
-            r = buf_putc(b, ':');
-        if (r == 0)
-            r = dump_value(b, json_object_get(o, keys[i]), 0);
+            r = buf_append(dst, q->rt.data + q->mem[i].off, q->mem[i].len);
     }
-    if (keys != stack_keys)
-        free(keys);
-    return r ? r : buf_putc(b, '}');
-}
-
-static int put_member(struct buf *dst, bool *first, const char *key, size_t key_len,
-                      const char *val, size_t val_len)
-{
-    int r = buf_printf(dst, "%s\"%.*s\":", *first ? "" : ",", (int)key_len, key);
-    *first = false;
-    return r ? r : buf_append(dst, val, val_len);
-}
-
-static int put_json_member(struct buf *dst, bool *first, const char *key, json_t *v)
-{
-    int r = buf_printf(dst, "%s\"%s\":", *first ? "" : ",", key);
-    *first = false;
-    return r ? r : dump_value(dst, v, 0);
-}
-
-/* Writes row object o merged, in tag order, with the members of the
- * instance's stored JSON the search returns. The stored JSON is walked as
- * text: parsing it into a tree per row cost more than the rest of the
- * search. */
-static int write_with_meta(struct qido *q, json_t *o, const struct index_row *row, struct buf *dst)
-{
-    buf_reset(&q->meta);
-    int r = metablob_inflate(row->meta, row->meta_len, q->base, &q->meta);
-    if (r < 0) {
-        log_warn("req %llu: stored JSON of %s unreadable (%d); searched attributes only",
-                 (unsigned long long)q->r->id, row->sop_uid, r);
-        buf_reset(&q->meta);
-    }
-    size_t n = json_object_size(o), k = 0;
-    const char **keys = malloc((n + 1) * sizeof(*keys));
-    if (!keys)
-        return -ENOMEM;
-    const char *key;
-    json_t *v;
-    json_object_foreach(o, key, v)
-    {
-        keys[k++] = key;
-    }
-    qsort(keys, k, sizeof(*keys), cmp_str);
-    bool first = true;
-    size_t ki = 0, pos = 0;
-    r = buf_putc(dst, '{');
-    struct json_member m;
-    while (r == 0 && q->meta.len && json_scan_next(q->meta.data, q->meta.len, &pos, &m) == 1) {
-        char tagkey[9];
-        if (m.key_len != 8)
-            continue;
-        memcpy(tagkey, m.key, 8);
-        tagkey[8] = 0;
-        char *end;
-        uint32_t tag = (uint32_t)strtoul(tagkey, &end, 16);
-        if (*end || !(q->all || wanted(q, tag)) || json_object_get(o, tagkey))
-            continue;
-        for (; r == 0 && ki < k && strcmp(keys[ki], tagkey) < 0; ki++)
-            r = put_json_member(dst, &first, keys[ki], json_object_get(o, keys[ki]));
-        if (r == 0)
-            r = put_member(dst, &first, m.key, m.key_len, m.val, m.val_len);
-    }
-    for (; r == 0 && ki < k; ki++)
-        r = put_json_member(dst, &first, keys[ki], json_object_get(o, keys[ki]));
-    free(keys);
     return r ? r : buf_putc(dst, '}');
 }
 
@@ -469,24 +394,28 @@ static int produce(struct qido *q)
             return buf_printf(dst, "\r\n--%s--\r\n", q->boundary);
         return buf_puts(dst, q->rows ? "]\n" : "[]\n");
     }
-    json_t *o = row_json(q, &row);
-    if (!o)
-        return -ENOMEM;
-    int r = 0;
+    int r = build_row(q, &row);
+    if (r < 0)
+        return r;
     if (q->xml) {
+        /* rare: through a jansson tree for the XML writer */
+        struct buf js;
+        buf_init(&js, (size_t)256 << 20);
+        r = write_row(q, &js);
+        json_t *o = r == 0 ? json_loadb(js.data, js.len, 0, NULL) : NULL;
+        buf_release(&js);
+        if (!o)
+            return r < 0 ? r : -EBADMSG;
         r = buf_printf(dst, "%s--%s\r\nContent-Type: application/dicom+xml\r\n\r\n",
                        q->rows ? "\r\n" : "", q->boundary);
         if (r == 0)
             r = xml_from_json(o, dst);
+        json_decref(o);
     } else {
         r = buf_putc(dst, q->rows ? ',' : '[');
-        if (r == 0 && q->level == INDEX_INSTANCE && (q->all || q->p.n_ret) && row.meta) {
-            r = write_with_meta(q, o, &row, dst);
-        } else if (r == 0) {
-            r = dump_row(dst, o);
-        }
+        if (r == 0)
+            r = write_row(q, dst);
     }
-    json_decref(o);
     q->rows++;
     return r;
 }
@@ -535,6 +464,8 @@ static void qido_free(void *ctx)
     buf_release(&q->out);
     buf_release(&q->text);
     buf_release(&q->meta);
+    buf_release(&q->rt);
+    free(q->mem);
     gzip_out_release(&q->gz);
     qido_params_release(&q->p);
     free(q);
@@ -589,6 +520,7 @@ static int search(struct req *r, enum index_level level)
     buf_init(&q->out, (size_t)64 << 20);
     buf_init(&q->text, (size_t)64 << 20);
     buf_init(&q->meta, (size_t)256 << 20);
+    buf_init(&q->rt, (size_t)256 << 20);
     qido_params_init(&q->p, r->a, &r->query, level, r->app->cfg.qido_default_limit,
                      r->app->cfg.qido_max_limit);
     int rc = 0;
