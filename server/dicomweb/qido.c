@@ -137,7 +137,9 @@ static void chk(struct qido *q, int r)
 static void put_text(struct qido *q, uint32_t tag, const char *vr, const char *s)
 {
     size_t off = q->rt.len;
-    chk(q, buf_printf(&q->rt, "{\"vr\":\"%s\"", vr));
+    chk(q, buf_puts(&q->rt, "{\"vr\":\""));
+    chk(q, buf_puts(&q->rt, vr));
+    chk(q, buf_putc(&q->rt, '"'));
     if (s && *s) {
         chk(q, buf_puts(&q->rt, ",\"Value\":["));
         const char *p = s;
@@ -369,10 +371,19 @@ static int build_row(struct qido *q, const struct index_row *row)
 /* Writes the built row as one JSON object, attributes in tag order. */
 static int write_row(struct qido *q, struct buf *dst)
 {
+    static const char hex[] = "0123456789ABCDEF";
     qsort(q->mem, q->n_mem, sizeof(*q->mem), cmp_member);
     int r = buf_putc(dst, '{');
     for (unsigned i = 0; r == 0 && i < q->n_mem; i++) {
-        r = buf_printf(dst, "%s\"%08X\":", i ? "," : "", q->mem[i].tag);
+        char key[13], *k = key;
+        if (i)
+            *k++ = ',';
+        *k++ = '"';
+        for (int sh = 28; sh >= 0; sh -= 4)
+            *k++ = hex[(q->mem[i].tag >> sh) & 15];
+        *k++ = '"';
+        *k++ = ':';
+        r = buf_append(dst, key, (size_t)(k - key));
         if (r == 0)
             r = buf_append(dst, q->rt.data + q->mem[i].off, q->mem[i].len);
     }

@@ -33,6 +33,7 @@ enum stmt_id {
     ST_STUDY_INSERT,
     ST_STUDY_FILL,
     ST_PN_KEY_INSERT,
+    ST_PN_PREFIX_COUNT,
     ST_SERIES_FIND,
     ST_SERIES_INSERT,
     ST_SERIES_FILL,
@@ -64,6 +65,8 @@ static const char *const g_sql[ST_COUNT] = {
         "?20,?20) RETURNING pk",
     [ST_STUDY_FILL] = "UPDATE study SET updated_ms = max(updated_ms, ?2) WHERE pk = ?1",
     [ST_PN_KEY_INSERT] = "INSERT INTO pn_key(study_fk, kind, key) VALUES(?1, ?2, ?3)",
+    [ST_PN_PREFIX_COUNT] = "SELECT (SELECT count(*) FROM (SELECT 1 FROM pn_key WHERE kind = 0 AND "
+                           "key GLOB ?1 LIMIT 20000)), (SELECT max(pk) FROM study)",
     [ST_SERIES_FIND] = "SELECT pk, study_fk FROM series WHERE series_uid = ?1",
     [ST_SERIES_INSERT] =
         "INSERT INTO series(series_uid, study_fk, modality, series_number, description, "
@@ -1062,6 +1065,8 @@ struct index_cursor {
 };
 
 /* Translates a DICOM wildcard value into a GLOB pattern ('[' escaped). */
+static bool pn_prefix_pattern(const char *v);
+
 static int glob_pattern(const char *v, struct buf *out)
 {
     int r = 0;
@@ -1187,7 +1192,11 @@ static int where_match(const struct index_match *m, const struct colmap *cm, str
         if (cm->type == CT_PN) {
             /* case-insensitive: the pattern was normalised by the caller */
             if (strcmp(cm->col, "s.patient_name") == 0) {
-                r = buf_printf(sql, "(%s GLOB ", cm->key_col);
+                /* "ZHANG*" (a literal prefix, no '='): every name group has
+                 * its own key in pn_key, so that index alone answers; any
+                 * other pattern may span groups and needs the whole key */
+                bool prefix = pn_prefix_pattern(m->value);
+                r = prefix ? buf_puts(sql, "(0 AND ") : buf_printf(sql, "(%s GLOB ", cm->key_col);
                 struct buf g;
                 buf_init(&g, 4096);
                 r |= glob_pattern(m->value, &g);
@@ -1280,6 +1289,46 @@ static int where_match(const struct index_match *m, const struct colmap *cm, str
     }
 }
 
+/* "ZHANG*": a literal prefix without '=' (see where_match). */
+static bool pn_prefix_pattern(const char *v)
+{
+    size_t vl = strlen(v), lit = strcspn(v, "*?=\\");
+    return vl >= 2 && lit == vl - 1 && v[vl - 1] == '*';
+}
+
+/* Which plan finds a page of studies matching a name prefix faster:
+ * walking the date order and testing each study (it stops after `want`
+ * matches, having read about want * studies / matches index entries), or
+ * looking up every match and sorting them (a row lookup costs about 16
+ * index entries). Counts the matches (up to a bound) to choose. True:
+ * look the matches up. */
+static bool pn_prefix_by_matches(struct conn *c, const char *value, uint64_t want)
+{
+    struct buf g;
+    buf_init(&g, 4096);
+    if (glob_pattern(value, &g) < 0) {
+        buf_release(&g);
+        return false;
+    }
+    sqlite3_stmt *st = stmt(c, ST_PN_PREFIX_COUNT);
+    long long n = -1, total = 0;
+    if (st) {
+        sqlite3_bind_text(st, 1, g.data ? g.data : "", -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            n = sqlite3_column_int64(st, 0);
+            total = sqlite3_column_int64(st, 1);
+        }
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st);
+    }
+    buf_release(&g);
+    if (n < 0 || n >= 20000)
+        return false;
+    if (n == 0)
+        return true;
+    return (double)n * 16 < (double)want * (double)total / (double)n;
+}
+
 static const char *g_select_study =
     "s.study_uid, s.study_date, s.study_time, s.accession, s.referring, s.patient_name, "
     "s.patient_id, s.patient_birth_date, s.patient_sex, s.study_id, s.description, "
@@ -1331,6 +1380,19 @@ int index_query_open(struct index *ix, const struct index_query *q, struct index
         ord_expr[n_ord] = tail[i];
         ord_desc[n_ord++] = tail_desc[i];
     }
+    cur->c = acquire(ix);
+    if (!cur->c) {
+        r = -EIO;
+        goto fail;
+    }
+    /* a rare name prefix: drive the page from its matches, not the order */
+    bool by_matches = false;
+    for (unsigned i = 0; i < q->n_match; i++) {
+        const struct index_match *mm = &q->match[i];
+        if (mm->tag == 0x00100010 && mm->kind == MATCH_WILDCARD && pn_prefix_pattern(mm->value) &&
+            pn_prefix_by_matches(cur->c, mm->value, (uint64_t)q->limit + q->offset))
+            by_matches = true;
+    }
     r = buf_puts(&sql, "SELECT s.pk AS k0");
     if (q->level >= INDEX_SERIES)
         r |= buf_puts(&sql, ", se.pk AS k1");
@@ -1369,8 +1431,10 @@ int index_query_open(struct index *ix, const struct index_query *q, struct index
     if (r < 0)
         goto fail;
     r = buf_puts(&sql, " ORDER BY ");
+    /* "+expr" keeps SQLite from walking an index in that order */
     for (unsigned i = 0; i < n_ord && r == 0; i++)
-        r = buf_printf(&sql, "%s%s %s", i ? ", " : "", ord_expr[i], ord_desc[i] ? "DESC" : "ASC");
+        r = buf_printf(&sql, "%s%s%s %s", i ? ", " : "", by_matches && i == 0 ? "+" : "",
+                       ord_expr[i], ord_desc[i] ? "DESC" : "ASC");
     r |= buf_printf(&sql, " LIMIT %u OFFSET %u", q->limit, q->offset);
     /* the outer query: the page's wide rows, in the same order */
     struct buf outer;
@@ -1389,11 +1453,6 @@ int index_query_open(struct index *ix, const struct index_query *q, struct index
     sql = outer;
     if (r < 0)
         goto fail;
-    cur->c = acquire(ix);
-    if (!cur->c) {
-        r = -EIO;
-        goto fail;
-    }
     for (unsigned i = 0; i < QCACHE_N && !cur->s; i++) {
         sqlite3_stmt *cs = cur->c->qcache[i];
         if (cs && strcmp(sqlite3_sql(cs), sql.data) == 0) {
