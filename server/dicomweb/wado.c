@@ -787,6 +787,7 @@ static void frame_job_free(void *p)
 /* What the client accepts for frames. */
 struct frame_choice {
     bool ok;
+    bool single;           /* a bare media type was accepted: single part */
     int mode;              /* FJ_STORED, FJ_NATIVE or FJ_ENCODE */
     const char *part_type; /* media type of the parts */
     const char *ts;        /* FJ_ENCODE: the target transfer syntax */
@@ -811,7 +812,7 @@ static const char *default_ts_of(const char *media_type)
 static struct frame_choice choose_frames(const struct mime_accept *ma, const unsigned *order,
                                          const struct layout *l)
 {
-    struct frame_choice c = {false, FJ_STORED, NULL, NULL};
+    struct frame_choice c = {false, false, FJ_STORED, NULL, NULL};
     bool native_stored = !(l->flags & LAYOUT_ENCAPS);
     bool plain_native = native_stored && !(l->flags & (LAYOUT_BIG | LAYOUT_DEFLATED)) &&
                         l->bits_alloc != 1;
@@ -835,6 +836,7 @@ static struct frame_choice choose_frames(const struct mime_accept *ma, const uns
             return c;
         } else {
             snprintf(type, sizeof(type), "%s/%s", m->type, m->subtype);
+            c.single = true;
         }
         if (!strcmp(type, "application/octet-stream")) {
             if (ts && !strcmp(ts, "*")) {
@@ -877,6 +879,51 @@ static struct frame_choice choose_frames(const struct mime_accept *ma, const uns
     return c;
 }
 
+/* Applies a single HTTP Range (RFC 9110 14: bytes=a-b, a-, -n) to the
+ * body [*off, *off + *len): 0 without a Range header, 1 with the range
+ * applied (206, content_range set), -ERANGE when a 416 was sent. */
+static int http_range(struct req *r, uint64_t *off, uint64_t *len, char *content_range,
+                      size_t cr_cap)
+{
+    const char *range = http_header(r, "Range");
+    if (!range)
+        return 0;
+    uint64_t n = *len;
+    unsigned long long a = 0, z = n ? n - 1 : 0;
+    char *end;
+    bool ok = !strncmp(range, "bytes=", 6) && !strchr(range, ',');
+    if (ok && range[6] == '-') {
+        unsigned long long suffix = strtoull(range + 7, &end, 10);
+        ok = end != range + 7 && *end == 0 && suffix > 0;
+        if (ok)
+            a = suffix >= n ? 0 : n - suffix;
+    } else if (ok) {
+        a = strtoull(range + 6, &end, 10);
+        ok = end != range + 6 && *end == '-';
+        if (ok && end[1]) {
+            char *e2;
+            z = strtoull(end + 1, &e2, 10);
+            ok = *e2 == 0 && z >= a;
+        }
+    }
+    if (!ok || a >= n) {
+        struct http_resp *resp = http_resp_buffer((void *)"", 0, true);
+        if (!resp)
+            return -ENOMEM;
+        char cr[64];
+        snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)n);
+        http_resp_header(resp, "Content-Range", cr);
+        int rc = http_send(r, 416, resp);
+        return rc < 0 ? rc : -ERANGE;
+    }
+    if (z >= n)
+        z = n - 1;
+    snprintf(content_range, cr_cap, "bytes %llu-%llu/%llu", a, z, (unsigned long long)n);
+    *off += a;
+    *len = z - a + 1;
+    return 1;
+}
+
 /* Sends frames[0..n) of an opened instance as negotiated from Accept. */
 static int frames_respond(struct req *r, struct one *o, uint32_t *frames, uint32_t n)
 {
@@ -909,6 +956,36 @@ static int frames_respond(struct req *r, struct one *o, uint32_t *frames, uint32
     }
     const char *boundary = mp_out_boundary(r);
     const char *type = c.part_type;
+    uint64_t foff, flen;
+    if (n == 1 && c.single && c.mode == FJ_STORED &&
+        frame_file_range(j->l, frames[0], &foff, &flen) == 0) {
+        /* one frame asked as a bare media type: a single-part answer sent
+         * from the file (zero-copy) with HTTP Range, so a client can read
+         * a progressive HTJ2K codestream's first resolutions only */
+        char content_range[96] = "";
+        int rr = http_range(r, &foff, &flen, content_range, sizeof(content_range));
+        if (rr < 0) {
+            frame_job_free(j);
+            return rr == -ERANGE ? 0 : rr;
+        }
+        char headers[512];
+        frame_headers(j, headers, sizeof(headers));
+        int fd = j->fd;
+        j->fd = -1;
+        frame_job_free(j);
+        struct http_resp *resp = http_resp_fd(fd, foff, flen);
+        if (!resp)
+            return -ENOMEM;
+        r->bytes_out += flen;
+        /* "Content-Type: x; transfer-syntax=y\r\n" -> the header value */
+        char *v = headers + strlen("Content-Type: ");
+        v[strcspn(v, "\r")] = 0;
+        http_resp_header(resp, "Content-Type", v);
+        http_resp_header(resp, "Accept-Ranges", "bytes");
+        if (rr == 1)
+            http_resp_header(resp, "Content-Range", content_range);
+        return http_send(r, rr == 1 ? 206 : 200, resp);
+    }
     if (n == 1) {
         /* one frame (the common case): read or convert it before answering,
          * so that a frame that cannot be decoded gets a status and a reason,
@@ -917,7 +994,7 @@ static int frames_respond(struct req *r, struct one *o, uint32_t *frames, uint32
         frame_headers(j, headers, sizeof(headers));
         struct buf body;
         buf_init(&body, r->app->cfg.max_decoded_bytes + 4096);
-        uint64_t foff, flen = 0;
+        flen = 0;
         if (j->mode == FJ_STORED && frame_file_range(j->l, frames[0], &foff, &flen) == 0 &&
             flen < ((uint64_t)1 << 31))
             (void)buf_reserve(&body, (size_t)flen + 1024);
@@ -1086,44 +1163,14 @@ int wado_bulkdata(struct req *r)
     bool zero_copy = !(o->l.flags & (LAYOUT_DEFLATED | LAYOUT_BIG));
     uint64_t off = b->offset, len = b->len;
     /* HTTP Range (RFC 9110 14): a single range on single-part responses */
-    const char *range = http_header(r, "Range");
     unsigned status = 200;
     char content_range[96] = "";
-    if (single && range) {
-        unsigned long long a = 0, z = len ? len - 1 : 0;
-        char *end;
-        bool ok = !strncmp(range, "bytes=", 6) && !strchr(range, ',');
-        if (ok && range[6] == '-') {
-            unsigned long long suffix = strtoull(range + 7, &end, 10);
-            ok = end != range + 7 && *end == 0 && suffix > 0;
-            if (ok) {
-                a = suffix >= len ? 0 : len - suffix;
-            }
-        } else if (ok) {
-            a = strtoull(range + 6, &end, 10);
-            ok = end != range + 6 && *end == '-';
-            if (ok && end[1]) {
-                char *e2;
-                z = strtoull(end + 1, &e2, 10);
-                ok = *e2 == 0 && z >= a;
-            }
-        }
-        if (!ok || a >= len) {
-            struct http_resp *resp = http_resp_buffer((void *)"", 0, true);
-            if (!resp)
-                return -ENOMEM;
-            char cr[64];
-            snprintf(cr, sizeof(cr), "bytes */%llu", (unsigned long long)len);
-            http_resp_header(resp, "Content-Range", cr);
-            return http_send(r, 416, resp);
-        }
-        if (z >= len)
-            z = len - 1;
-        snprintf(content_range, sizeof(content_range), "bytes %llu-%llu/%llu", a, z,
-                 (unsigned long long)len);
-        off += a;
-        len = z - a + 1;
-        status = 206;
+    if (single) {
+        int rr = http_range(r, &off, &len, content_range, sizeof(content_range));
+        if (rr < 0)
+            return rr == -ERANGE ? 0 : rr;
+        if (rr == 1)
+            status = 206;
     }
     if (single && zero_copy) {
         int fd = dup(o->fd);

@@ -327,6 +327,44 @@ def test_frames_stored_and_errors():
     H.eq(st, 404, 'no pixel data')
 
 
+def test_single_frame_single_part_and_range():
+    """One frame asked as a bare media type (image/jphc, image/jpeg,
+    application/octet-stream) comes as a single part from the file, with
+    HTTP Range: a client can fetch the first bytes of a progressive HTJ2K
+    codestream (its low resolutions) and the rest later."""
+    rel = 'derived/htj2k_lossless__from_MR-SIEMENS-DICOM-WithOverlays.dcm'
+    f = FILES[rel]
+    url = inst_url(f) + '/frames/1'
+    h, parts = get_parts(url, 'multipart/related; type="image/jphc"')
+    code = parts[0][1]
+    H.check(code[:2] == b'\xff\x4f', 'J2K codestream (SOC)')
+    st, h, body = S.get(url, headers={'Accept': 'image/jphc'})
+    H.eq(st, 200, 'single part')
+    H.check(h['content-type'].startswith('image/jphc') and
+            'transfer-syntax=1.2.840.10008.1.2.4.201' in h['content-type'], h['content-type'])
+    H.eq(h.get('accept-ranges'), 'bytes', 'Accept-Ranges')
+    H.eq(body, code, 'the same codestream as the multipart part')
+    st, h, part = S.get(url, headers={'Accept': 'image/jphc', 'Range': 'bytes=0-1023'})
+    H.eq((st, part, h.get('content-range')), (206, code[:1024], 'bytes 0-1023/%d' % len(code)),
+         'first KiB')
+    st, h, part = S.get(url, headers={'Accept': 'image/jphc', 'Range': 'bytes=1024-'})
+    H.eq((st, part), (206, code[1024:]), 'the rest')
+    st, h, _ = S.get(url, headers={'Accept': 'image/jphc', 'Range': 'bytes=%d-' % len(code)})
+    H.eq((st, h.get('content-range')), (416, 'bytes */%d' % len(code)), 'unsatisfiable')
+    st, _, _ = S.get(url, headers={'Accept': 'image/jphc', 'Range': 'bytes=5-2'})
+    H.eq(st, 416, 'reversed range')
+    # native frame, bare octet-stream: the stored bytes
+    mr = [v for r, v in FILES.items() if r.startswith('series/mr_')][0]
+    st, h, raw = S.get(inst_url(mr) + '/frames/1', headers={'Accept': 'application/octet-stream'})
+    H.eq((st, len(raw)), (200, 256 * 256 * 2), 'native single part')
+    h2, parts = get_parts(inst_url(mr) + '/frames/1', 'multipart/related; type="application/octet-stream"')
+    H.eq(parts[0][1], raw, 'same bytes as the multipart part')
+    # several frames stay multipart whatever was asked
+    rel, cine = [(r, v) for r, v in FILES.items() if r.endswith('pydicom__rtdose.dcm')][0]
+    st, h, _ = S.get(inst_url(cine) + '/frames/1,2', headers={'Accept': 'application/octet-stream'})
+    H.check(st != 200 or h['content-type'].startswith('multipart/related'), 'many frames: multipart')
+
+
 def test_every_bulkdata_uri_resolves():
     n = 0
     for rel, f in sorted(FILES.items()):
@@ -524,7 +562,7 @@ def test_part_failing_after_headers_aborts():
 TESTS = [test_instance_as_stored_is_byte_identical, test_default_is_explicit_le_and_conversion,
          test_negotiation_and_406, test_study_and_series_retrieve, test_metadata_equals_ingest_json,
          test_series_metadata_gzip_etag_xml, test_metadata_cache_follows_changes,
-         test_native_frames_match_reference,
+         test_native_frames_match_reference, test_single_frame_single_part_and_range,
          test_frames_stored_and_errors, test_every_bulkdata_uri_resolves, test_http_behaviour,
          test_wado_uri, test_delete_and_recovery, test_part_failing_after_headers_aborts]
 
