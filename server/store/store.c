@@ -170,10 +170,11 @@ static int fsync_dir(int dir_fd, const char *rel_dir)
     return r;
 }
 
-int store_commit(struct store *s, struct store_tmp *t, const char *sop_uid,
-                 char rel[STORE_REL_MAX])
+int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop_uid,
+                           char rel[STORE_REL_MAX], unsigned *new_dirs)
 {
     store_rel_path(sop_uid, rel);
+    *new_dirs = 0;
     if (fdatasync(t->fd) < 0)
         return errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
     if (close(t->fd) < 0) {
@@ -185,27 +186,44 @@ int store_commit(struct store *s, struct store_tmp *t, const char *sop_uid,
     char d1[16], d2[16];
     snprintf(d1, sizeof(d1), "%.10s", rel);
     snprintf(d2, sizeof(d2), "%.13s", rel);
-    bool created = false;
-    for (int i = 0; i < 2; i++) {
-        const char *d = i == 0 ? d1 : d2;
-        if (mkdirat(s->dir_fd, d, 0750) == 0)
-            created = true;
-        else if (errno != EEXIST)
-            return -errno;
-    }
+    if (mkdirat(s->dir_fd, d1, 0750) == 0)
+        *new_dirs |= 2;
+    else if (errno != EEXIST)
+        return -errno;
+    if (mkdirat(s->dir_fd, d2, 0750) == 0)
+        *new_dirs |= 1;
+    else if (errno != EEXIST)
+        return -errno;
     char tmp_rel[64];
     const char *base = strrchr(t->path, '/');
     snprintf(tmp_rel, sizeof(tmp_rel), "tmp%s", base ? base : "/");
     if (renameat(s->dir_fd, tmp_rel, s->dir_fd, rel) < 0)
         return -errno;
     t->path[0] = 0; /* consumed */
+    return 0;
+}
+
+int store_sync_dirs(struct store *s, const char *rel, unsigned new_dirs)
+{
+    char d1[16], d2[16];
+    snprintf(d1, sizeof(d1), "%.10s", rel);
+    snprintf(d2, sizeof(d2), "%.13s", rel);
+    /* the new name in ab/cd; ab/cd's entry in ab if ab/cd is new; ab's
+     * entry in objects/ if ab is new */
     int r = fsync_dir(s->dir_fd, d2);
-    if (r == 0 && created) {
+    if (r == 0 && (new_dirs & 1))
         r = fsync_dir(s->dir_fd, d1);
-        if (r == 0)
-            r = fsync_dir(s->dir_fd, "objects");
-    }
+    if (r == 0 && (new_dirs & 2))
+        r = fsync_dir(s->dir_fd, "objects");
     return r;
+}
+
+int store_commit(struct store *s, struct store_tmp *t, const char *sop_uid,
+                 char rel[STORE_REL_MAX])
+{
+    unsigned new_dirs;
+    int r = store_commit_nodirsync(s, t, sop_uid, rel, &new_dirs);
+    return r < 0 ? r : store_sync_dirs(s, rel, new_dirs);
 }
 
 int store_open_object(struct store *s, const char *rel, int *fd)

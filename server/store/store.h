@@ -52,6 +52,15 @@ void store_rel_path(const char *sop_uid, char out[STORE_REL_MAX]);
 int store_commit(struct store *s, struct store_tmp *t, const char *sop_uid,
                  char rel[STORE_REL_MAX]);
 
+/* store_commit in two steps, so that concurrent commits can share their
+ * directory fsyncs: the file is made durable and renamed into place, then
+ * store_sync_dirs() must succeed before the object counts as stored (before
+ * it is indexed). *new_dirs says which directories were created (bit 0:
+ * objects/ab/cd, bit 1: objects/ab). */
+int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop_uid,
+                           char rel[STORE_REL_MAX], unsigned *new_dirs);
+int store_sync_dirs(struct store *s, const char *rel, unsigned new_dirs);
+
 /* Opens a stored object read-only (O_CLOEXEC). */
 int store_open_object(struct store *s, const char *rel, int *fd);
 /* Removes a stored object (missing is success) and fsyncs its directory. */
