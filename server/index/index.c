@@ -30,11 +30,14 @@ enum stmt_id {
     ST_ROLLBACK,
     ST_PATIENT_UPSERT,
     ST_STUDY_FIND,
+    ST_STUDY_ATTRS,
+    ST_PN_KEY_DELETE,
     ST_STUDY_INSERT,
     ST_STUDY_FILL,
     ST_PN_KEY_INSERT,
     ST_PN_PREFIX_COUNT,
     ST_SERIES_FIND,
+    ST_SERIES_ATTRS,
     ST_SERIES_INSERT,
     ST_SERIES_FILL,
     ST_INSTANCE_FIND,
@@ -56,23 +59,36 @@ static const char *const g_sql[ST_COUNT] = {
         "INSERT INTO patient(patient_id, issuer) VALUES(?1, ?2) "
         "ON CONFLICT(patient_id, issuer) DO UPDATE SET patient_id = excluded.patient_id "
         "RETURNING pk",
-    [ST_STUDY_FIND] = "SELECT pk FROM study WHERE study_uid = ?1",
+    [ST_STUDY_FIND] = "SELECT pk, attr_sop FROM study WHERE study_uid = ?1",
     [ST_STUDY_INSERT] =
         "INSERT INTO study(study_uid, patient_fk, patient_name, patient_name_key, patient_id, "
         "issuer, patient_birth_date, patient_sex, study_date, study_time, accession, referring, "
         "referring_key, description, study_id, institution, charset, timezone, json, created_ms, "
-        "updated_ms) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,"
-        "?20,?20) RETURNING pk",
+        "updated_ms, attr_sop) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,"
+        "?18,?19,?20,?20,?21) RETURNING pk",
+    [ST_STUDY_ATTRS] =
+        "UPDATE study SET patient_fk = ?2, patient_name = ?3, patient_name_key = ?4, "
+        "patient_id = ?5, issuer = ?6, patient_birth_date = ?7, patient_sex = ?8, "
+        "study_date = ?9, study_time = ?10, accession = ?11, referring = ?12, "
+        "referring_key = ?13, description = ?14, study_id = ?15, institution = ?16, "
+        "charset = ?17, timezone = ?18, json = ?19, updated_ms = max(updated_ms, ?20), "
+        "attr_sop = ?21 WHERE pk = ?1",
+    [ST_PN_KEY_DELETE] = "DELETE FROM pn_key WHERE study_fk = ?1",
     [ST_STUDY_FILL] = "UPDATE study SET updated_ms = max(updated_ms, ?2) WHERE pk = ?1",
     [ST_PN_KEY_INSERT] = "INSERT INTO pn_key(study_fk, kind, key) VALUES(?1, ?2, ?3)",
     [ST_PN_PREFIX_COUNT] = "SELECT (SELECT count(*) FROM (SELECT 1 FROM pn_key WHERE kind = 0 AND "
                            "key GLOB ?1 LIMIT 20000)), (SELECT max(pk) FROM study)",
-    [ST_SERIES_FIND] = "SELECT pk, study_fk FROM series WHERE series_uid = ?1",
+    [ST_SERIES_FIND] = "SELECT pk, study_fk, attr_sop FROM series WHERE series_uid = ?1",
     [ST_SERIES_INSERT] =
         "INSERT INTO series(series_uid, study_fk, modality, series_number, description, "
         "body_part, series_date, series_time, pps_start_date, pps_start_time, station, "
-        "frame_of_reference, json, updated_ms) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,"
-        "?13,?14) RETURNING pk",
+        "frame_of_reference, json, updated_ms, attr_sop) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,"
+        "?11,?12,?13,?14,?15) RETURNING pk",
+    [ST_SERIES_ATTRS] =
+        "UPDATE series SET modality = ?3, series_number = ?4, description = ?5, body_part = ?6, "
+        "series_date = ?7, series_time = ?8, pps_start_date = ?9, pps_start_time = ?10, "
+        "station = ?11, frame_of_reference = ?12, json = ?13, updated_ms = max(updated_ms, ?14), "
+        "attr_sop = ?15 WHERE pk = ?1 AND ?2 IS NOT NULL",
     [ST_SERIES_FILL] = "UPDATE series SET updated_ms = max(updated_ms, ?2) WHERE pk = ?1",
     [ST_INSTANCE_FIND] = "SELECT pk, series_fk, study_fk FROM instance WHERE sop_uid = ?1",
     [ST_INSTANCE_DELETE] = "DELETE FROM instance WHERE pk = ?1",
@@ -281,6 +297,12 @@ int index_open(const char *path, struct index **out, char *err, size_t err_cap)
         return -EIO;
     }
     char *msg = NULL;
+    /* databases made before attr_sop existed get the column (NULL: the
+     * next instance of each study/series sets the attributes) */
+    if (version >= 1) {
+        (void)sqlite3_exec(c->db, "ALTER TABLE study ADD COLUMN attr_sop TEXT", NULL, NULL, NULL);
+        (void)sqlite3_exec(c->db, "ALTER TABLE series ADD COLUMN attr_sop TEXT", NULL, NULL, NULL);
+    }
     if (sqlite3_exec(c->db, yy_schema_sql, NULL, NULL, &msg) != SQLITE_OK ||
         sqlite3_exec(c->db, "PRAGMA user_version = 1", NULL, NULL, NULL) != SQLITE_OK) {
         snprintf(err, err_cap, "cannot create the index schema: %s",
@@ -557,13 +579,30 @@ static int put_one(struct conn *c, const struct index_put *it, struct touched *s
             return r;
     }
 
-    /* study */
+    /* study: its attributes come from the instance with the smallest SOP
+     * Instance UID seen, so that they do not depend on the order in which
+     * instances arrive (a reindex gives the same answers as the STOWs) */
     s = stmt(c, ST_STUDY_FIND);
     if (!s)
         return -EIO;
     bind_text(s, 1, in->study_uid);
-    r = step_pk(c, s, &study_pk);
-    if (r == -ENOENT) {
+    bool study_attrs = false, study_new = false;
+    r = sqlite3_step(s);
+    if (r == SQLITE_ROW) {
+        study_pk = sqlite3_column_int64(s, 0);
+        const char *owner = (const char *)sqlite3_column_text(s, 1);
+        study_attrs = !owner || strcmp(in->sop_uid, owner) < 0;
+        sqlite3_reset(s);
+        r = 0;
+    } else if (r == SQLITE_DONE) {
+        sqlite3_reset(s);
+        study_attrs = study_new = true;
+        r = 0;
+    } else {
+        sqlite3_reset(s);
+        return -EIO;
+    }
+    if (study_attrs) {
         s = stmt(c, ST_PATIENT_UPSERT);
         if (!s)
             return -EIO;
@@ -576,11 +615,16 @@ static int put_one(struct conn *c, const struct index_put *it, struct touched *s
         char *ref_key = norm_key(in->referring_physician_name);
         char *sd = norm_date(in->study_date), *st = norm_time(in->study_time),
              *bd = norm_date(in->patient_birth_date);
-        s = stmt(c, ST_STUDY_INSERT);
+        s = stmt(c, study_new ? ST_STUDY_INSERT : ST_STUDY_ATTRS);
         if (!s) {
             r = -EIO;
         } else {
-            bind_text(s, 1, in->study_uid);
+            /* the two statements number their parameters alike, except
+             * ?1: the study UID for an insert, the row for an update */
+            if (study_new)
+                bind_text(s, 1, in->study_uid);
+            else
+                sqlite3_bind_int64(s, 1, study_pk);
             sqlite3_bind_int64(s, 2, patient_pk);
             bind_text(s, 3, in->patient_name);
             bind_text(s, 4, name_key);
@@ -600,7 +644,17 @@ static int put_one(struct conn *c, const struct index_put *it, struct touched *s
             bind_text(s, 18, NULL);
             bind_blob(s, 19, in->study_json.data, in->study_json.len);
             sqlite3_bind_int64(s, 20, ts);
-            r = step_pk(c, s, &study_pk);
+            bind_text(s, 21, in->sop_uid);
+            r = study_new ? step_pk(c, s, &study_pk) : step_done(c, s);
+        }
+        if (r == 0 && !study_new) {
+            s = stmt(c, ST_PN_KEY_DELETE);
+            if (!s)
+                r = -EIO;
+            else {
+                sqlite3_bind_int64(s, 1, study_pk);
+                r = step_done(c, s);
+            }
         }
         if (r == 0)
             r = insert_pn_keys(c, study_pk, name_key);
@@ -611,8 +665,6 @@ static int put_one(struct conn *c, const struct index_put *it, struct touched *s
         free(bd);
         if (r < 0)
             return r;
-    } else if (r < 0) {
-        return r;
     } else {
         s = stmt(c, ST_STUDY_FILL);
         if (!s)
@@ -631,27 +683,33 @@ static int put_one(struct conn *c, const struct index_put *it, struct touched *s
         return -EIO;
     bind_text(s, 1, in->series_uid);
     int rc = sqlite3_step(s);
+    bool series_attrs = false, series_new = false;
     if (rc == SQLITE_ROW) {
         series_pk = sqlite3_column_int64(s, 0);
         int64_t owner = sqlite3_column_int64(s, 1);
+        const char *attr_sop = (const char *)sqlite3_column_text(s, 2);
+        series_attrs = !attr_sop || strcmp(in->sop_uid, attr_sop) < 0;
         sqlite3_reset(s);
         if (owner != study_pk)
             return -EEXIST; /* series UID already used by another study */
-        s = stmt(c, ST_SERIES_FILL);
-        if (!s)
-            return -EIO;
-        sqlite3_bind_int64(s, 1, series_pk);
-        sqlite3_bind_int64(s, 2, ts);
-        if ((r = step_done(c, s)) < 0)
-            return r;
     } else if (rc == SQLITE_DONE) {
+        sqlite3_reset(s);
+        series_attrs = series_new = true;
+    } else {
+        sqlite3_reset(s);
+        return -EIO;
+    }
+    if (series_attrs) {
         char *sd = norm_date(in->series_date), *st = norm_time(in->series_time),
              *pd = norm_date(in->pps_start_date), *pt = norm_time(in->pps_start_time);
-        s = stmt(c, ST_SERIES_INSERT);
+        s = stmt(c, series_new ? ST_SERIES_INSERT : ST_SERIES_ATTRS);
         if (!s) {
             r = -EIO;
         } else {
-            bind_text(s, 1, in->series_uid);
+            if (series_new)
+                bind_text(s, 1, in->series_uid);
+            else
+                sqlite3_bind_int64(s, 1, series_pk);
             sqlite3_bind_int64(s, 2, study_pk);
             bind_text(s, 3, in->modality);
             if (in->has_series_number)
@@ -666,7 +724,8 @@ static int put_one(struct conn *c, const struct index_put *it, struct touched *s
             bind_text(s, 12, in->frame_of_reference_uid);
             bind_blob(s, 13, in->series_json.data, in->series_json.len);
             sqlite3_bind_int64(s, 14, ts);
-            r = step_pk(c, s, &series_pk);
+            bind_text(s, 15, in->sop_uid);
+            r = series_new ? step_pk(c, s, &series_pk) : step_done(c, s);
         }
         free(sd);
         free(st);
@@ -675,8 +734,13 @@ static int put_one(struct conn *c, const struct index_put *it, struct touched *s
         if (r < 0)
             return r;
     } else {
-        sqlite3_reset(s);
-        return -EIO;
+        s = stmt(c, ST_SERIES_FILL);
+        if (!s)
+            return -EIO;
+        sqlite3_bind_int64(s, 1, series_pk);
+        sqlite3_bind_int64(s, 2, ts);
+        if ((r = step_done(c, s)) < 0)
+            return r;
     }
     if ((r = touch(series_t, series_pk)) < 0)
         return r;

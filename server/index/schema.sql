@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS study (
     n_series            INTEGER NOT NULL DEFAULT 0,
     n_instances         INTEGER NOT NULL DEFAULT 0,
     json                BLOB,      -- study + patient level DICOM JSON
+    attr_sop            TEXT,      -- the instance these attributes come from (see index.c)
     created_ms          INTEGER NOT NULL,
     updated_ms          INTEGER NOT NULL
 );
@@ -69,6 +70,7 @@ CREATE TABLE IF NOT EXISTS series (
     frame_of_reference  TEXT,
     n_instances         INTEGER NOT NULL DEFAULT 0,
     json                BLOB,      -- series level DICOM JSON
+    attr_sop            TEXT,      -- the instance these attributes come from
     updated_ms          INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS series_study ON series (study_fk, series_number, series_uid);
