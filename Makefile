@@ -28,8 +28,9 @@ test: build
 test-fast: build
 	meson test -C $(BUILD) --suite unit --print-errorlogs
 
+# Yingyun against Orthanc and nginx (docs/performance.md); BENCH_ARGS=--quick: short run
 bench: build
-	bench/run
+	bench/run $(BENCH_ARGS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
