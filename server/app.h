@@ -13,6 +13,7 @@ struct store;
 struct index;
 struct ingest;
 struct render_cache;
+struct meta_disk;
 
 struct app {
     struct config cfg;
@@ -21,6 +22,7 @@ struct app {
     struct ingest *ingest;
     struct render_cache *cache; /* rendered images; may be NULL */
     struct render_cache *meta_cache; /* assembled series/study metadata; may be NULL */
+    struct meta_disk *meta_disk;     /* the same on disk, gzip'd; may be NULL */
     char web_root[1024];        /* resolved viewer directory ("" = none) */
 };
 

@@ -51,6 +51,7 @@ static const struct key g_keys[] = {
     SIZE(max_decoded_bytes, "512M", "decoded pixel bytes one request may produce (413 over it)"),
     SIZE(render_cache_bytes, "32M", "memory for the rendered-image cache (0 turns it off)"),
     SIZE(metadata_cache_bytes, "24M", "memory for recently sent series/study metadata responses (0 turns it off)"),
+    SIZE(metadata_disk_cache_bytes, "1G", "disk for series/study metadata kept gzip'd in <data>/cache/metadata (0 turns it off)"),
     UINT(jpeg_quality, "90", "default quality (1-100) of rendered and transcoded JPEG"),
     SIZE(disk_reserve_bytes, "64M", "free disk space kept: STOW-RS answers 503 below it"),
     UINT(import_jobs, "4", "files `yingyun import` stores at once (1-64; each waits for its fsync)"),

@@ -38,6 +38,7 @@ struct config {
     uint64_t render_cache_bytes; /* rendered-image cache */
     unsigned jpeg_quality;     /* default JPEG quality */
     uint64_t metadata_cache_bytes; /* assembled metadata responses */
+    uint64_t metadata_disk_cache_bytes; /* the same, gzip'd on disk */
     unsigned import_jobs;      /* files `yingyun import` stores at once */
     uint64_t disk_reserve_bytes; /* STOW answers 503 when free space would drop below */
 };

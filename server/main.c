@@ -22,6 +22,7 @@
 #include "config.h"
 #include "core/log.h"
 #include "dicomweb/ingest.h"
+#include "dicomweb/meta_disk.h"
 #include "http/http.h"
 #include "index/index.h"
 #include "render/cache.h"
@@ -74,6 +75,10 @@ static int open_app(struct app *app, bool for_server)
     if (for_server) {
         app->cache = render_cache_new(app->cfg.render_cache_bytes);
         app->meta_cache = render_cache_new(app->cfg.metadata_cache_bytes);
+        r = meta_disk_open(app->cfg.data, app->cfg.metadata_disk_cache_bytes, &app->meta_disk);
+        if (r < 0)
+            log_warn("metadata disk cache off: cannot open %s/cache/metadata (%s)",
+                     app->cfg.data, strerror(-r));
         if (app->cfg.web_root[0])
             snprintf(app->web_root, sizeof(app->web_root), "%s", app->cfg.web_root);
         else
@@ -91,6 +96,8 @@ static void close_app(struct app *app)
 {
     render_cache_free(app->cache);
     app->cache = NULL;
+    meta_disk_close(app->meta_disk);
+    app->meta_disk = NULL;
     render_cache_free(app->meta_cache);
     app->meta_cache = NULL;
     ingest_free(app->ingest);
@@ -402,6 +409,8 @@ static int cmd_reindex(struct app *app)
             return 1;
         }
     }
+    /* kept metadata answers were made from the old index's blobs */
+    meta_disk_purge(app->cfg.data);
     if (open_app(app, false) < 0)
         return 1;
     struct reindex_stats st = {app, 0, 0, 0};

@@ -32,6 +32,7 @@
 #include "dicom/ts.h"
 #include "dicom/xml.h"
 #include "dicomweb/handlers.h"
+#include "dicomweb/meta_disk.h"
 #include "dicomweb/mp_out.h"
 #include "dicomweb/rendered.h"
 #include "dicomweb/transcode.h"
@@ -364,6 +365,11 @@ int wado_study(struct req *r)
 
 /* ---- metadata ---- */
 
+/* Series and studies with at least this many instances are kept on disk
+ * (meta_disk.h), when their answer is at most META_DISK_MAX_COPY bytes. */
+#define META_DISK_MIN 8
+#define META_DISK_MAX_COPY ((size_t)32 << 20)
+
 struct meta_stream {
     struct index_iter *it;
     char *base;
@@ -382,12 +388,18 @@ struct meta_stream {
     const char *ctype;
     struct buf copy;
     bool copy_over;
+    /* ... and for the disk cache (meta_disk.h) */
+    struct meta_disk *disk;
+    struct render_cache *cache_mem;
+    char *disk_study, *disk_series, disk_etag[65];
 };
 
 static void meta_free(void *p)
 {
     struct meta_stream *m = p;
     buf_release(&m->copy);
+    free(m->disk_study);
+    free(m->disk_series);
     index_iter_close(m->it);
     free(m->base);
     gz_piece_release(&m->base_piece);
@@ -469,11 +481,18 @@ static ssize_t meta_read(void *ctx, uint64_t pos, char *dst, size_t max)
             render_cache_put(m->cache, m->cache_key, m->copy.data, m->copy.len, m->ctype);
             m->cache = NULL;
         }
+        if (m->disk && !m->copy_over && m->copy.len) {
+            size_t cl;
+            void *body = buf_detach(&m->copy, &cl);
+            meta_disk_put(m->disk, m->disk_study, m->disk_series, m->disk_etag, body, cl,
+                          m->gzip, m->cache_mem);
+            m->disk = NULL;
+        }
         return HTTP_STREAM_END;
     }
     size_t n = avail < max ? avail : max;
     memcpy(dst, m->out.data + m->pos, n);
-    if (m->cache && !m->copy_over && buf_append(&m->copy, dst, n) < 0) {
+    if ((m->cache || m->disk) && !m->copy_over && buf_append(&m->copy, dst, n) < 0) {
         m->copy_over = true; /* too large to keep */
         buf_release(&m->copy);
     }
@@ -521,10 +540,18 @@ int wado_metadata(struct req *r)
     bool gzip = !xml && http_accepts_gzip(r);
     /* the validator covers content (instances and their times), the base
      * URL written into BulkDataURIs, and the representation */
-    char key[512], hex[65];
-    snprintf(key, sizeof(key), "%llu|%lld|%lld|%s|%d|%d", (unsigned long long)count,
-             (long long)max_ms, (long long)sum_pk, base, xml, gzip);
+    char key[1024], hex[65], hex_gz[65];
+    int kl = snprintf(key, sizeof(key), "%s|%s|%s|%llu|%lld|%lld|%s|%d|", sc.study_uid,
+                      sc.series_uid ? sc.series_uid : "", sc.sop_uid ? sc.sop_uid : "",
+                      (unsigned long long)count, (long long)max_ms, (long long)sum_pk, base, xml);
+    if (kl < 0 || (size_t)kl + 2 >= sizeof(key))
+        return http_error(r, 414, "the request URL is too long");
+    key[kl] = '1';
+    key[kl + 1] = 0;
+    sha256_hex(key, strlen(key), hex_gz);
+    key[kl] = gzip ? '1' : '0';
     sha256_hex(key, strlen(key), hex);
+    bool use_disk = !xml && !sc.sop_uid && r->app->meta_disk && count >= META_DISK_MIN;
     char etag[40], lm[40];
     snprintf(etag, sizeof(etag), "\"%.24s\"", hex);
     http_date(max_ms, lm);
@@ -561,6 +588,22 @@ int wado_metadata(struct req *r)
         }
         buf_release(&hit);
     }
+    int dfd;
+    uint64_t doff, dlen;
+    if (use_disk && gzip &&
+        meta_disk_get(r->app->meta_disk, sc.study_uid, sc.series_uid, hex, &dfd, &doff, &dlen)) {
+        struct http_resp *resp = http_resp_fd(dfd, doff, dlen);
+        if (!resp)
+            return -ENOMEM;
+        r->bytes_out += dlen;
+        http_resp_header(resp, "Content-Type", ctype_json);
+        http_resp_header(resp, "Content-Encoding", "gzip");
+        http_resp_header(resp, "Vary", "Accept, Accept-Encoding");
+        http_resp_header(resp, "ETag", etag);
+        http_resp_header(resp, "Last-Modified", lm);
+        http_resp_header(resp, "Cache-Control", "no-cache");
+        return http_send(r, 200, resp);
+    }
     struct meta_stream *m = calloc(1, sizeof(*m));
     if (!m)
         return -ENOMEM;
@@ -570,6 +613,19 @@ int wado_metadata(struct req *r)
         m->ctype = ctype_json;
         /* entries over a quarter of the budget are not kept anyway */
         buf_init(&m->copy, r->app->cfg.metadata_cache_bytes / 4 + 1);
+    }
+    if (use_disk) {
+        m->disk = r->app->meta_disk;
+        m->cache_mem = r->app->meta_cache;
+        m->disk_study = strdup(sc.study_uid);
+        m->disk_series = sc.series_uid ? strdup(sc.series_uid) : NULL;
+        if (!m->disk_study || (sc.series_uid && !m->disk_series))
+            m->disk = NULL;
+        memcpy(m->disk_etag, hex_gz, sizeof(m->disk_etag));
+        if (!m->cache)
+            buf_init(&m->copy, META_DISK_MAX_COPY);
+        else if (m->copy.max_bytes < META_DISK_MAX_COPY)
+            m->copy.max_bytes = META_DISK_MAX_COPY;
     }
     m->base = strdup(base);
     m->gzip = gzip;
@@ -1358,6 +1414,8 @@ int wado_delete(struct req *r)
                           sc.sop_uid ? "instance" : sc.series_uid ? "series" : "study");
     if (rc < 0)
         return http_error(r, 500, "delete failed (%d)", rc);
+    /* the kept metadata of the study and series holds what was deleted */
+    meta_disk_forget(r->app->meta_disk, sc.study_uid, sc.series_uid);
     log_info("req %llu: deleted %llu instance(s)", (unsigned long long)r->id,
              (unsigned long long)n);
     struct http_resp *resp = http_resp_buffer((void *)"", 0, true);

@@ -12,6 +12,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 import warnings
 import xml.etree.ElementTree as ET
 
@@ -263,6 +264,141 @@ def test_metadata_cache_follows_changes():
             H.eq(s2.request('DELETE', inst_url(mr[3]))[0], 204, 'delete')
             H.eq(sops(path), sorted(m['sop'] for m in mr[:3]), 'deleted instance gone at once')
             H.eq(sops(spath), sorted(m['sop'] for m in mr[:3]), 'study: deleted instance gone')
+
+
+def test_metadata_disk_cache():
+    """A series' metadata is kept gzip'd on disk after its first answer: after
+    a restart a gzip request is answered from that file (one gzip stream, a
+    fraction of the per-instance-deflated size) with the same JSON; a
+    damaged or stale file is never served; a change to the series shows at
+    once; the cache's size stays bounded; 0 turns it off."""
+    mr_dir = os.path.join(H.CORPUS, 'series/mr_ge_signa_3d_sag_irspgr_196')
+    files = sorted(os.listdir(mr_dir))[:13]
+    mr = [FILES['series/mr_ge_signa_3d_sag_irspgr_196/' + x] for x in files]
+    path = '/dicomweb/studies/%s/series/%s/metadata' % (mr[0]['study'], mr[0]['series'])
+    gz = {'Accept-Encoding': 'gzip'}
+
+    def cache_files(srv):
+        d = os.path.join(srv.data, 'cache', 'metadata')
+        return sorted(x for x in os.listdir(d) if x.endswith('.gz')) if os.path.isdir(d) else []
+
+    def wait_file(srv, old=None):
+        for _ in range(200):
+            f = cache_files(srv)
+            if f and (old is None or os.path.getmtime(os.path.join(
+                    srv.data, 'cache', 'metadata', f[0])) != old):
+                return f
+            time.sleep(0.05)
+        raise AssertionError('no metadata cache file was written')
+
+    def sops(b):
+        return sorted(m['00080018']['Value'][0] for m in json.loads(b))
+
+    s2 = H.Server()
+    with s2:
+        H.eq(s2.stow_files([os.path.join(mr_dir, x) for x in files[:12]])[0], 200, 'stored')
+        st, h, first = s2.get(path, headers=gz)  # assembled: each instance deflated alone
+        H.eq(h.get('content-encoding'), 'gzip', 'gzip answer')
+        st, h, plain = s2.get(path)
+        H.eq(st, 200, 'identity')
+        H.eq(sops(plain), sorted(m['sop'] for m in mr[:12]), 'twelve instances')
+        H.eq(gzip.decompress(first), plain, 'gzip answer = identity answer')
+        name = wait_file(s2)
+        H.eq(len(name), 1, 'one file for the series')
+        fpath = os.path.join(s2.data, 'cache', 'metadata', name[0])
+        s2.stop()
+        s2.start()  # the memory cache is gone; the file stays
+        st, h, body = s2.get(path, headers=gz)
+        H.eq(st, 200, 'after restart')
+        H.eq(h.get('content-encoding'), 'gzip', 'after restart: gzip')
+        H.eq(len(body), os.path.getsize(fpath) - 128, 'answered from the file')
+        H.check(len(body) < len(first) / 2, 'one gzip stream: %d < %d / 2' % (len(body), len(first)))
+        H.eq(gzip.decompress(body), plain, 'same JSON from the file')
+        etag = h.get('etag')
+        st, h, _ = s2.get(path, headers=dict(gz, **{'If-None-Match': etag}))
+        H.eq(st, 304, 'validator still works')
+        # reindex replaces the index the files were made from: they go
+        s2.stop()
+        p = subprocess.run([H.BIN, 'reindex', '--data', s2.data], capture_output=True, text=True)
+        H.eq(p.returncode, 0, 'reindex: ' + p.stderr[-300:])
+        H.eq(cache_files(s2), [], 'reindex empties the metadata cache')
+        s2.start()
+        st, h, body = s2.get(path, headers=gz)
+        H.eq(gzip.decompress(body), plain, 'after reindex')
+        wait_file(s2)
+        # a damaged file (cut short, or another series' bytes) is not served
+        s2.stop()
+        with open(fpath, 'r+b') as f:
+            f.truncate(os.path.getsize(fpath) // 2)
+        s2.start()
+        st, h, body = s2.get(path, headers=gz)
+        H.eq(gzip.decompress(body), plain, 'truncated file: answer rebuilt from the index')
+        wait_file(s2)
+        s2.stop()
+        with open(fpath, 'r+b') as f:
+            f.seek(8)
+            f.write(b'0' * 64)  # another ETag
+        s2.start()
+        st, h, body = s2.get(path, headers=gz)
+        H.eq(gzip.decompress(body), plain, 'file of another version: not served')
+        # a new instance changes the ETag: the file no longer matches
+        old = os.path.getmtime(wait_file(s2) and fpath)
+        H.eq(s2.stow_files([os.path.join(mr_dir, files[12])])[0], 200, '13th stored')
+        st, h, body = s2.get(path, headers=gz)
+        H.eq(sops(gzip.decompress(body)), sorted(m['sop'] for m in mr), 'new instance shows')
+        wait_file(s2, old)
+        s2.stop()
+        s2.start()
+        st, h, body = s2.get(path, headers=gz)
+        H.eq(len(body), os.path.getsize(fpath) - 128, 'the replaced file is used')
+        H.eq(sops(gzip.decompress(body)), sorted(m['sop'] for m in mr), 'and has 13')
+        # a symlink planted in place of the file is not followed
+        s2.stop()
+        os.unlink(fpath)
+        os.symlink('/etc/passwd', fpath)
+        s2.start()
+        st, h, body = s2.get(path, headers=gz)
+        H.eq(sops(gzip.decompress(body)), sorted(m['sop'] for m in mr), 'symlink ignored')
+        for _ in range(100):
+            if not os.path.islink(fpath):
+                break
+            time.sleep(0.05)
+        H.check(os.path.isfile(fpath) and not os.path.islink(fpath), 'replaced by a file')
+        H.check(open('/etc/passwd', 'rb').read(4) != b'YYME', 'the link target is untouched')
+        # the study-level answer is kept too; a DELETE removes both at once
+        H.eq(s2.get('/dicomweb/studies/%s/metadata' % mr[0]['study'], headers=gz)[0], 200, 'study')
+        for _ in range(100):
+            if len(cache_files(s2)) == 2:
+                break
+            time.sleep(0.05)
+        H.eq(len(cache_files(s2)), 2, 'series and study files')
+        st = s2.request('DELETE', '/dicomweb/studies/%s/series/%s' % (mr[0]['study'],
+                                                                      mr[0]['series']))[0]
+        H.eq(st, 204, 'series deleted')
+        H.eq(cache_files(s2), [], 'DELETE removes the kept metadata (it holds patient data)')
+        H.eq(s2.get(path, headers=gz)[0], 404, 'gone')
+    # bounded: the files' total stays under the configured size (oldest
+    # written go first, never the file just written)
+    s3 = H.Server('--metadata-disk-cache-bytes', '6K')
+    with s3:
+        ct = os.path.join(H.CORPUS, 'series')
+        for d in sorted(os.listdir(ct)):
+            fl = sorted(os.listdir(os.path.join(ct, d)))[:10]
+            H.eq(s3.stow_files([os.path.join(ct, d, x) for x in fl])[0], 200, d)
+            f = FILES['series/%s/%s' % (d, fl[0])]
+            p = '/dicomweb/studies/%s/series/%s/metadata' % (f['study'], f['series'])
+            H.eq(s3.get(p, headers=gz)[0], 200, d)
+            time.sleep(0.5)
+            H.eq(len(cache_files(s3)), 1, 'the newest file stays (CT 2 KB, then MR 5.5 KB)')
+        total = sum(os.path.getsize(os.path.join(s3.data, 'cache', 'metadata', x))
+                    for x in cache_files(s3))
+        H.check(total <= 6144, 'cache bounded: %d bytes' % total)
+    s4 = H.Server('--metadata-disk-cache-bytes', '0')
+    with s4:
+        s4.stow_files([os.path.join(mr_dir, x) for x in files[:12]])
+        s4.get(path, headers=gz)
+        time.sleep(0.3)
+        H.eq(cache_files(s4), [], 'off: no files')
 
 
 def canonical(ds, raw, frame_index):
@@ -562,6 +698,7 @@ def test_part_failing_after_headers_aborts():
 TESTS = [test_instance_as_stored_is_byte_identical, test_default_is_explicit_le_and_conversion,
          test_negotiation_and_406, test_study_and_series_retrieve, test_metadata_equals_ingest_json,
          test_series_metadata_gzip_etag_xml, test_metadata_cache_follows_changes,
+         test_metadata_disk_cache,
          test_native_frames_match_reference, test_single_frame_single_part_and_range,
          test_frames_stored_and_errors, test_every_bulkdata_uri_resolves, test_http_behaviour,
          test_wado_uri, test_delete_and_recovery, test_part_failing_after_headers_aborts]
