@@ -501,6 +501,20 @@ static ssize_t meta_read(void *ctx, uint64_t pos, char *dst, size_t max)
     return (ssize_t)n;
 }
 
+/* Sends a metadata answer with its validators. */
+static int send_metadata(struct req *r, struct http_resp *resp, const char *ctype, bool gzip,
+                         const char *etag, const char *lm)
+{
+    http_resp_header(resp, "Content-Type", ctype);
+    if (gzip)
+        http_resp_header(resp, "Content-Encoding", "gzip");
+    http_resp_header(resp, "Vary", "Accept, Accept-Encoding");
+    http_resp_header(resp, "ETag", etag);
+    http_resp_header(resp, "Last-Modified", lm);
+    http_resp_header(resp, "Cache-Control", "no-cache");
+    return http_send(r, 200, resp);
+}
+
 int wado_metadata(struct req *r)
 {
     int rc = check_path_uids(r);
@@ -577,14 +591,7 @@ int wado_metadata(struct req *r)
             if (!resp)
                 return -ENOMEM;
             r->bytes_out += hl;
-            http_resp_header(resp, "Content-Type", ctype_json);
-            if (gzip)
-                http_resp_header(resp, "Content-Encoding", "gzip");
-            http_resp_header(resp, "Vary", "Accept, Accept-Encoding");
-            http_resp_header(resp, "ETag", etag);
-            http_resp_header(resp, "Last-Modified", lm);
-            http_resp_header(resp, "Cache-Control", "no-cache");
-            return http_send(r, 200, resp);
+            return send_metadata(r, resp, ctype_json, gzip, etag, lm);
         }
         buf_release(&hit);
     }
@@ -596,13 +603,7 @@ int wado_metadata(struct req *r)
         if (!resp)
             return -ENOMEM;
         r->bytes_out += dlen;
-        http_resp_header(resp, "Content-Type", ctype_json);
-        http_resp_header(resp, "Content-Encoding", "gzip");
-        http_resp_header(resp, "Vary", "Accept, Accept-Encoding");
-        http_resp_header(resp, "ETag", etag);
-        http_resp_header(resp, "Last-Modified", lm);
-        http_resp_header(resp, "Cache-Control", "no-cache");
-        return http_send(r, 200, resp);
+        return send_metadata(r, resp, ctype_json, true, etag, lm);
     }
     struct meta_stream *m = calloc(1, sizeof(*m));
     if (!m)
@@ -654,20 +655,15 @@ int wado_metadata(struct req *r)
     struct http_resp *resp = http_resp_stream(HTTP_SIZE_UNKNOWN, meta_read, m, meta_free);
     if (!resp)
         return -ENOMEM;
-    if (xml)
-        http_resp_header(resp, "Content-Type",
-                         arena_printf(r->a, "multipart/related; type=\"application/dicom+xml\"; "
-                                            "boundary=%s",
-                                      m->boundary));
-    else
-        http_resp_header(resp, "Content-Type", "application/dicom+json");
-    if (gzip)
-        http_resp_header(resp, "Content-Encoding", "gzip");
-    http_resp_header(resp, "Vary", "Accept, Accept-Encoding");
-    http_resp_header(resp, "ETag", etag);
-    http_resp_header(resp, "Last-Modified", lm);
-    http_resp_header(resp, "Cache-Control", "no-cache");
-    return http_send(r, 200, resp);
+    const char *ctype =
+        xml ? arena_printf(r->a, "multipart/related; type=\"application/dicom+xml\"; boundary=%s",
+                           m->boundary)
+            : ctype_json;
+    if (!ctype) {
+        http_resp_free(resp);
+        return -ENOMEM;
+    }
+    return send_metadata(r, resp, ctype, gzip, etag, lm);
 }
 
 /* ---- one instance: lookup + layout ---- */
