@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -107,6 +108,10 @@ static void close_app(struct app *app)
 
 static int cmd_serve(struct app *app)
 {
+    /* a fixed mmap threshold: large response buffers go back to the system
+     * when freed (glibc's dynamic threshold would keep them in the heap
+     * after the first large free, and RSS would only grow) */
+    mallopt(M_MMAP_THRESHOLD, 1024 * 1024);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGINT);

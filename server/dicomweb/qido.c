@@ -440,11 +440,13 @@ static ssize_t qido_read(void *ctx, uint64_t pos, char *dst, size_t max)
 {
     struct qido *q = ctx;
     (void)pos;
+    if (q->out_pos > 0 && q->out.len - q->out_pos < max) {
+        /* keep only what is not sent yet (about one block) */
+        memmove(q->out.data, q->out.data + q->out_pos, q->out.len - q->out_pos);
+        q->out.len -= q->out_pos;
+        q->out_pos = 0;
+    }
     while (q->out.len - q->out_pos < max && !q->flushed) {
-        if (q->out_pos > 0 && q->out_pos == q->out.len) {
-            buf_reset(&q->out);
-            q->out_pos = 0;
-        }
         int rc = q->done ? 0 : produce(q);
         /* compress in batches of rows: deflate works best on 16+ KiB */
         if (rc == 0 && q->gzip && (q->done || q->text.len >= GZIP_BATCH_BYTES)) {

@@ -366,9 +366,13 @@ int wado_study(struct req *r)
 /* ---- metadata ---- */
 
 /* Series and studies with at least this many instances are kept on disk
- * (meta_disk.h), when their answer is at most META_DISK_MAX_COPY bytes. */
+ * (meta_disk.h), when their answer is at most META_DISK_MAX_COPY bytes. The
+ * copy is not even started when the answer will clearly not fit: about
+ * 12 KB of JSON per instance (3.5 KB gzip'd per instance), so a series
+ * growing by the thousand does not make every request hold 8 MiB. */
 #define META_DISK_MIN 8
-#define META_DISK_MAX_COPY ((size_t)32 << 20)
+#define META_DISK_MAX_COPY ((size_t)8 << 20)
+#define META_BYTES_PER_INSTANCE(gz) ((gz) ? 3500u : 12500u)
 
 struct meta_stream {
     struct index_iter *it;
@@ -464,11 +468,14 @@ static ssize_t meta_read(void *ctx, uint64_t pos, char *dst, size_t max)
 {
     struct meta_stream *m = ctx;
     (void)pos;
+    if (m->pos > 0 && m->out.len - m->pos < max) {
+        /* keep only what is not sent yet: the buffer holds about one block,
+         * never the whole answer (it was only reset when drained exactly) */
+        memmove(m->out.data, m->out.data + m->pos, m->out.len - m->pos);
+        m->out.len -= m->pos;
+        m->pos = 0;
+    }
     while (m->out.len - m->pos < max && !m->done) {
-        if (m->pos > 0 && m->pos == m->out.len) {
-            buf_reset(&m->out);
-            m->pos = 0;
-        }
         int rc = meta_produce(m);
         if (rc < 0) {
             log_error("metadata: failed while streaming (%d); aborting the response", rc);
@@ -565,7 +572,8 @@ int wado_metadata(struct req *r)
     sha256_hex(key, strlen(key), hex_gz);
     key[kl] = gzip ? '1' : '0';
     sha256_hex(key, strlen(key), hex);
-    bool use_disk = !xml && !sc.sop_uid && r->app->meta_disk && count >= META_DISK_MIN;
+    bool use_disk = !xml && !sc.sop_uid && r->app->meta_disk && count >= META_DISK_MIN &&
+                    count <= META_DISK_MAX_COPY / META_BYTES_PER_INSTANCE(gzip);
     char etag[40], lm[40];
     snprintf(etag, sizeof(etag), "\"%.24s\"", hex);
     http_date(max_ms, lm);
@@ -608,7 +616,8 @@ int wado_metadata(struct req *r)
     struct meta_stream *m = calloc(1, sizeof(*m));
     if (!m)
         return -ENOMEM;
-    if (!xml && r->app->meta_cache) {
+    if (!xml && r->app->meta_cache &&
+        count * META_BYTES_PER_INSTANCE(gzip) <= r->app->cfg.metadata_cache_bytes / 4) {
         m->cache = r->app->meta_cache;
         snprintf(m->cache_key, sizeof(m->cache_key), "%s", hex);
         m->ctype = ctype_json;
