@@ -83,19 +83,25 @@ def main():
         tmpl = []
         for fn in sorted(os.listdir(mr))[:10]:
             raw = open(os.path.join(mr, fn), 'rb').read()
-            tmpl.append((raw, pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True).SOPInstanceUID.encode()))
+            ds = pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True)
+            tmpl.append((raw, ds.SOPInstanceUID.encode(), ds.StudyInstanceUID.encode(),
+                         ds.SeriesInstanceUID.encode()))
         counter = [0]
         lock = threading.Lock()
 
         def stower():
             while not stop.is_set():
+                # each request is a new 5-instance study, as a clinic sends
+                # them (same-length UIDs, patched in place)
                 parts = []
-                for _ in range(5):
-                    with lock:
-                        counter[0] += 1
-                        n = counter[0]
-                    raw, uid = tmpl[n % len(tmpl)]
-                    parts.append(raw.replace(uid, uid[:-9] + b'9%08d' % n))
+                with lock:
+                    counter[0] += 1
+                    k = counter[0]
+                for j in range(5):
+                    raw, uid, st_uid, se_uid = tmpl[(k * 5 + j) % len(tmpl)]
+                    raw = raw.replace(uid, uid[:-9] + b'9%08d' % (k * 5 + j))
+                    raw = raw.replace(st_uid, st_uid[:-9] + b'8%08d' % k)
+                    parts.append(raw.replace(se_uid, se_uid[:-9] + b'7%08d' % k))
                 try:
                     st, _, js = s.stow(parts)
                     stow_stats['ok' if st == 200 else 'err'] += 1
