@@ -32,6 +32,17 @@ void buf_reset(struct buf *b)
         b->data[0] = '\0';
 }
 
+void buf_consume(struct buf *b, size_t n)
+{
+    if (n >= b->len) {
+        buf_reset(b);
+        return;
+    }
+    memmove(b->data, b->data + n, b->len - n);
+    b->len -= n;
+    b->data[b->len] = '\0';
+}
+
 int buf_reserve(struct buf *b, size_t extra)
 {
     size_t max = b->max_bytes ? b->max_bytes : BUF_DEFAULT_MAX;

@@ -31,6 +31,8 @@ int buf_puts(struct buf *b, const char *s);
 int buf_putc(struct buf *b, char c);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void buf_reset(struct buf *b);
+/* Removes the first n bytes (n <= len), moving the rest to the front. */
+void buf_consume(struct buf *b, size_t n);
 /* Detaches data (caller owns it, free()); b is re-initialised. */
 char *buf_detach(struct buf *b, size_t *len);
 

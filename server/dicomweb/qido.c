@@ -442,8 +442,7 @@ static ssize_t qido_read(void *ctx, uint64_t pos, char *dst, size_t max)
     (void)pos;
     if (q->out_pos > 0 && q->out.len - q->out_pos < max) {
         /* keep only what is not sent yet (about one block) */
-        memmove(q->out.data, q->out.data + q->out_pos, q->out.len - q->out_pos);
-        q->out.len -= q->out_pos;
+        buf_consume(&q->out, q->out_pos);
         q->out_pos = 0;
     }
     while (q->out.len - q->out_pos < max && !q->flushed) {

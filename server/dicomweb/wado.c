@@ -471,8 +471,7 @@ static ssize_t meta_read(void *ctx, uint64_t pos, char *dst, size_t max)
     if (m->pos > 0 && m->out.len - m->pos < max) {
         /* keep only what is not sent yet: the buffer holds about one block,
          * never the whole answer (it was only reset when drained exactly) */
-        memmove(m->out.data, m->out.data + m->pos, m->out.len - m->pos);
-        m->out.len -= m->pos;
+        buf_consume(&m->out, m->pos);
         m->pos = 0;
     }
     while (m->out.len - m->pos < max && !m->done) {
@@ -616,13 +615,13 @@ int wado_metadata(struct req *r)
     struct meta_stream *m = calloc(1, sizeof(*m));
     if (!m)
         return -ENOMEM;
-    if (!xml && r->app->meta_cache &&
-        count * META_BYTES_PER_INSTANCE(gzip) <= r->app->cfg.metadata_cache_bytes / 4) {
+    size_t mem_max = render_cache_max_entry(r->app->meta_cache);
+    if (!xml && mem_max && count * META_BYTES_PER_INSTANCE(gzip) <= mem_max) {
         m->cache = r->app->meta_cache;
         snprintf(m->cache_key, sizeof(m->cache_key), "%s", hex);
         m->ctype = ctype_json;
-        /* entries over a quarter of the budget are not kept anyway */
-        buf_init(&m->copy, r->app->cfg.metadata_cache_bytes / 4 + 1);
+        /* larger entries are not kept anyway */
+        buf_init(&m->copy, mem_max + 1);
     }
     if (use_disk) {
         m->disk = r->app->meta_disk;

@@ -123,10 +123,15 @@ bool render_cache_get(struct render_cache *c, const char *key, struct buf *out, 
     return hit;
 }
 
+size_t render_cache_max_entry(const struct render_cache *c)
+{
+    return c ? (size_t)(c->max_bytes / 4) : 0;
+}
+
 void render_cache_put(struct render_cache *c, const char *key, const void *data, size_t len,
                       const char *type)
 {
-    if (!c || !c->max_bytes || len + strlen(key) > c->max_bytes / 4)
+    if (len + strlen(key) > render_cache_max_entry(c))
         return;
     struct entry *e = calloc(1, sizeof(*e));
     if (!e)

@@ -30,6 +30,8 @@ bool render_cache_get(struct render_cache *c, const char *key, struct buf *out, 
  * quarter of the budget are not kept. */
 void render_cache_put(struct render_cache *c, const char *key, const void *data, size_t len,
                       const char *type);
+/* The largest entry render_cache_put keeps (0 when c is NULL or off). */
+size_t render_cache_max_entry(const struct render_cache *c);
 
 /* Drops every entry whose key starts with prefix (an instance deleted). */
 void render_cache_drop_prefix(struct render_cache *c, const char *prefix);

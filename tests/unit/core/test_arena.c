@@ -68,11 +68,30 @@ static void test_buf(void)
     buf_release(&b);
 }
 
+static void test_buf_consume(void)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    CHECK_INT_EQ(buf_puts(&b, "0123456789"), 0);
+    buf_consume(&b, 4);
+    CHECK_INT_EQ(b.len, 6);
+    CHECK_STR_EQ(b.data, "456789");
+    CHECK_INT_EQ(buf_puts(&b, "ab"), 0);
+    CHECK_STR_EQ(b.data, "456789ab");
+    buf_consume(&b, 8);
+    CHECK_INT_EQ(b.len, 0);
+    CHECK_STR_EQ(b.data, "");
+    buf_consume(&b, 0);
+    CHECK_INT_EQ(b.len, 0);
+    buf_release(&b);
+}
+
 int main(void)
 {
     RUN(test_alloc_and_align);
     RUN(test_limit);
     RUN(test_hooks);
     RUN(test_buf);
+    RUN(test_buf_consume);
     return check_summary();
 }
