@@ -22,10 +22,12 @@
 #include "core/banned.h"
 
 #define INFLIGHT_MAX 4096
+#define GC_WAIT_MS 3 /* longest wait of a group commit for objects being synced */
 
 /* One pending index insert waiting for a group commit. */
 struct gc_item {
     const struct index_put *put;
+    bool sync_dir; /* its file's directory entry is not durable yet */
     int result;
     bool done;
     struct gc_item *next;
@@ -43,6 +45,7 @@ struct ingest {
     /* group commit */
     struct gc_item *queue, **queue_tail;
     bool leader;
+    unsigned syncing; /* objects between their file sync and index_submit */
 };
 
 int ingest_new(struct store *s, struct index *ix, const struct ingest_opts *o,
@@ -107,38 +110,89 @@ static void inflight_release(struct ingest *g, const char *uid)
     pthread_mutex_unlock(&g->lock);
 }
 
-/* Group commit: the first waiter becomes the leader and commits every queued
- * item in one transaction (one fsync), so concurrent STOW clients share
- * their index commits. */
-static int index_submit(struct ingest *g, const struct index_put *put)
+/* Length of the directory part of a store path. */
+static size_t dir_len(const char *rel)
 {
-    struct gc_item me = {put, 0, false, NULL};
+    const char *slash = strrchr(rel, '/');
+    return slash ? (size_t)(slash - rel) : 0;
+}
+
+/* Makes the directory entries of a batch durable: one fsync per distinct
+ * directory (objects stored at the same time share one), after every file
+ * of the batch was renamed into it. A failed directory fails its items. */
+static void sync_batch_dirs(struct ingest *g, struct gc_item *batch)
+{
+    for (struct gc_item *it = batch; it; it = it->next) {
+        if (!it->sync_dir)
+            continue;
+        const char *rel = it->put->rel_path;
+        size_t n = dir_len(rel);
+        int r = store_sync_dir(g->store, rel);
+        for (struct gc_item *o = it; o; o = o->next) {
+            if (o->sync_dir && dir_len(o->put->rel_path) == n &&
+                strncmp(o->put->rel_path, rel, n) == 0) {
+                o->sync_dir = false;
+                o->result = r;
+            }
+        }
+        if (r < 0)
+            log_error("ingest: fsync of the directory of %s failed (%d)", rel, r);
+    }
+}
+
+/* Group commit: the first waiter becomes the leader, makes the directory
+ * entries of every queued item durable and commits them in one transaction
+ * (one fsync), so concurrent STOW clients share their directory and index
+ * syncs. */
+static int index_submit(struct ingest *g, const struct index_put *put, bool sync_dir)
+{
+    struct gc_item me = {put, sync_dir, 0, false, NULL};
     pthread_mutex_lock(&g->lock);
     *g->queue_tail = &me;
     g->queue_tail = &me.next;
+    if (sync_dir) {
+        g->syncing--;
+        pthread_cond_broadcast(&g->cond);
+    }
     while (!me.done) {
         if (!g->leader) {
             g->leader = true;
+            /* objects whose files are being synced right now join this
+             * batch (a flush takes about as long as waiting for them), up
+             * to GC_WAIT_MS */
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += GC_WAIT_MS * 1000000L;
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            while (g->syncing > 0 &&
+                   pthread_cond_timedwait(&g->cond, &g->lock, &until) != ETIMEDOUT) {
+            }
             struct gc_item *batch = g->queue;
             g->queue = NULL;
             g->queue_tail = &g->queue;
             pthread_mutex_unlock(&g->lock);
+            sync_batch_dirs(g, batch);
             size_t n = 0;
             for (struct gc_item *it = batch; it; it = it->next)
-                n++;
-            struct index_put *items = malloc(n * sizeof(*items));
-            int *res = malloc(n * sizeof(*res));
+                n += it->result == 0;
+            struct index_put *items = malloc((n ? n : 1) * sizeof(*items));
+            int *res = malloc((n ? n : 1) * sizeof(*res));
             if (!items || !res) {
                 for (struct gc_item *it = batch; it; it = it->next)
-                    it->result = -ENOMEM;
-            } else {
+                    it->result = it->result ? it->result : -ENOMEM;
+            } else if (n) {
                 size_t k = 0;
                 for (struct gc_item *it = batch; it; it = it->next)
-                    items[k++] = *it->put;
+                    if (it->result == 0)
+                        items[k++] = *it->put;
                 (void)index_put_many(g->ix, items, n, res);
                 k = 0;
                 for (struct gc_item *it = batch; it; it = it->next)
-                    it->result = res[k++];
+                    if (it->result == 0)
+                        it->result = res[k++];
             }
             free(items);
             free(res);
@@ -258,6 +312,7 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
 
     struct arena *a = arena_new(0);
     struct index_instance old;
+    char old_rel[STORE_REL_MAX] = "";
     int lr = a ? index_get_instance(g->ix, in.sop_uid, false, a, &old) : -ENOMEM;
     if (lr == 0) {
         bool same = false;
@@ -283,6 +338,9 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
                  "");
             goto out;
         }
+        /* replaced: the old file (of another day) goes once the new one is
+         * indexed */
+        snprintf(old_rel, sizeof(old_rel), "%s", old.rel_path);
     } else if (lr != -ENOENT) {
         arena_free(a);
         fail(res, FAIL_PROCESSING, "index lookup failed%s", "");
@@ -296,8 +354,15 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
     struct stat st;
     if (fstat(fd, &st) == 0)
         size = (uint64_t)st.st_size;
-    r = store_commit(g->store, t, in.sop_uid, rel);
+    pthread_mutex_lock(&g->lock);
+    g->syncing++;
+    pthread_mutex_unlock(&g->lock);
+    r = store_commit_nodirsync(g->store, t, in.sop_uid, rel);
     if (r < 0) {
+        pthread_mutex_lock(&g->lock);
+        g->syncing--;
+        pthread_cond_broadcast(&g->cond);
+        pthread_mutex_unlock(&g->lock);
         if (r == -ENOSPC)
             fail(res, FAIL_OUT_OF_RESOURCES, "disk full: the object was not stored%s", "");
         else
@@ -305,7 +370,7 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
         goto out;
     }
     struct index_put put = {&in, rel, size, now_ms()};
-    r = index_submit(g, &put);
+    r = index_submit(g, &put, true);
     if (r < 0) {
         /* the file is durable but not indexed: remove it so that nothing
          * half-stored stays (the client is told it failed) */
@@ -320,6 +385,8 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
         r = r == -EEXIST ? 0 : r;
         goto out;
     }
+    if (old_rel[0] && strcmp(old_rel, rel) != 0 && store_unlink(g->store, old_rel) < 0)
+        log_warn("ingest: the replaced file %s could not be removed", old_rel);
     res->outcome = INGEST_STORED;
     r = 0;
 out:
@@ -347,9 +414,7 @@ int ingest_existing(struct ingest *g, const char *rel, struct ingest_result *res
     memset(&in, 0, sizeof(in));
     r = parse_and_extract(fd, &f, &in, res);
     if (r == 0) {
-        char expect[STORE_REL_MAX];
-        store_rel_path(in.sop_uid, expect);
-        if (strcmp(expect, rel) != 0) {
+        if (!store_name_matches(rel, in.sop_uid)) {
             fail(res, FAIL_DATASET_MISMATCH, "%s is not stored under its SOP Instance UID", rel);
         } else {
             struct stat st;
@@ -360,7 +425,7 @@ int ingest_existing(struct ingest *g, const char *rel, struct ingest_result *res
                 size = (uint64_t)st.st_size;
             }
             struct index_put put = {&in, rel, size, mtime};
-            int ir = index_submit(g, &put);
+            int ir = index_submit(g, &put, false);
             if (ir < 0)
                 fail(res, FAIL_PROCESSING, "the index could not record %s", rel);
             else

@@ -729,7 +729,8 @@ enum { FJ_STORED, FJ_NATIVE, FJ_ENCODE };
 
 struct frame_job {
     struct app *app;
-    int fd;
+    int fd;                /* closed with the job when owned */
+    bool own_fd;
     struct layout *l;
     uint32_t *frames;
     uint32_t n, next;
@@ -839,7 +840,7 @@ static int next_frame(void *ctx, struct mp_out_part *p)
 static void frame_job_free(void *p)
 {
     struct frame_job *j = p;
-    if (j->fd >= 0)
+    if (j->own_fd && j->fd >= 0)
         close(j->fd);
     free(j);
 }
@@ -1001,7 +1002,10 @@ static int frames_respond(struct req *r, struct one *o, uint32_t *frames, uint32
     if (!j)
         return -ENOMEM;
     j->app = r->app;
-    j->fd = dup(o->fd);
+    /* a job answered within this call borrows the request's descriptor; a
+     * streamed one (several frames) outlives the handler and owns a copy */
+    j->own_fd = n > 1;
+    j->fd = j->own_fd ? dup(o->fd) : o->fd;
     j->l = &o->l;
     j->frames = frames;
     j->n = n;
@@ -1030,9 +1034,10 @@ static int frames_respond(struct req *r, struct one *o, uint32_t *frames, uint32
         }
         char headers[512];
         frame_headers(j, headers, sizeof(headers));
-        int fd = j->fd;
-        j->fd = -1;
         frame_job_free(j);
+        int fd = dup(o->fd);
+        if (fd < 0)
+            return -EIO;
         struct http_resp *resp = http_resp_fd(fd, foff, flen);
         if (!resp)
             return -ENOMEM;

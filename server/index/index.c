@@ -47,7 +47,7 @@ enum stmt_id {
     ST_SERIES_RECOUNT,
     ST_STUDY_RECOUNT,
     ST_GET_INSTANCE,
-    ST_GET_INSTANCE_BLOBS,
+    ST_GET_INSTANCE_LAYOUT,
     ST_COUNT
 };
 
@@ -112,7 +112,12 @@ static const char *const g_sql[ST_COUNT] = {
         "i.rel_path, i.size, i.n_frames, i.created_ms FROM instance i "
         "JOIN series se ON se.pk = i.series_fk JOIN study s ON s.pk = i.study_fk "
         "WHERE i.sop_uid = ?1",
-    [ST_GET_INSTANCE_BLOBS] = "SELECT meta, layout FROM instance_data WHERE pk = ?1",
+    /* the same and the layout, in one statement (one read transaction) */
+    [ST_GET_INSTANCE_LAYOUT] =
+        "SELECT i.pk, s.study_uid, se.series_uid, i.sop_uid, i.sop_class_uid, i.ts_uid, "
+        "i.rel_path, i.size, i.n_frames, i.created_ms, d.layout FROM instance i "
+        "JOIN series se ON se.pk = i.series_fk JOIN study s ON s.pk = i.study_fk "
+        "LEFT JOIN instance_data d ON d.pk = i.pk WHERE i.sop_uid = ?1",
 };
 
 /* Recently used search statements of a connection, by SQL text: the same
@@ -856,7 +861,7 @@ static const void *blob_dup(struct arena *a, sqlite3_stmt *s, int i, size_t *len
     return p;
 }
 
-int index_get_instance(struct index *ix, const char *sop_uid, bool with_blobs, struct arena *a,
+int index_get_instance(struct index *ix, const char *sop_uid, bool with_layout, struct arena *a,
                        struct index_instance *out)
 {
     struct conn *c = acquire(ix);
@@ -864,7 +869,7 @@ int index_get_instance(struct index *ix, const char *sop_uid, bool with_blobs, s
         return -EIO;
     memset(out, 0, sizeof(*out));
     int r = 0;
-    sqlite3_stmt *s = stmt(c, ST_GET_INSTANCE);
+    sqlite3_stmt *s = stmt(c, with_layout ? ST_GET_INSTANCE_LAYOUT : ST_GET_INSTANCE);
     if (!s) {
         r = -EIO;
         goto out;
@@ -889,22 +894,10 @@ int index_get_instance(struct index *ix, const char *sop_uid, bool with_blobs, s
     out->size = (uint64_t)sqlite3_column_int64(s, 7);
     out->n_frames = (uint32_t)sqlite3_column_int64(s, 8);
     out->created_ms = sqlite3_column_int64(s, 9);
-    if (!out->rel_path || !out->study_uid) {
+    if (with_layout && sqlite3_column_type(s, 10) == SQLITE_BLOB)
+        out->layout = blob_dup(a, s, 10, &out->layout_len);
+    if (!out->rel_path || !out->study_uid || (out->layout_len && !out->layout))
         r = -ENOMEM;
-        goto out;
-    }
-    if (with_blobs) {
-        s = stmt(c, ST_GET_INSTANCE_BLOBS);
-        if (!s) {
-            r = -EIO;
-            goto out;
-        }
-        sqlite3_bind_int64(s, 1, out->pk);
-        if (sqlite3_step(s) == SQLITE_ROW) {
-            out->meta = blob_dup(a, s, 0, &out->meta_len);
-            out->layout = blob_dup(a, s, 1, &out->layout_len);
-        }
-    }
 out:
     release(ix, c);
     return r;

@@ -52,15 +52,15 @@ struct index_instance {
     uint64_t size;
     uint32_t n_frames;
     int64_t created_ms;
-    const void *layout; /* blob in a */
+    const void *layout; /* blob in a (only when asked for) */
     size_t layout_len;
-    const void *meta;   /* metablob in a (only when asked for) */
+    const void *meta;   /* metablob (index_iter_next only, when asked for) */
     size_t meta_len;
 };
 
-/* Looks up one instance; -ENOENT when absent. with_blobs also loads layout
- * and metablob. */
-int index_get_instance(struct index *ix, const char *sop_uid, bool with_blobs, struct arena *a,
+/* Looks up one instance; -ENOENT when absent. with_layout also loads its
+ * layout (layout.h). */
+int index_get_instance(struct index *ix, const char *sop_uid, bool with_layout, struct arena *a,
                        struct index_instance *out);
 
 /* ---- retrieval scopes ---- */

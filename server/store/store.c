@@ -7,6 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <pthread.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -20,6 +22,8 @@ struct store {
     char *dir;
     int dir_fd;
     uint64_t reserve;
+    pthread_mutex_t day_lock;
+    char day[STORE_REL_MAX]; /* objects/<day> known to exist durably */
 };
 
 static int mkdir_p(const char *path)
@@ -53,6 +57,7 @@ int store_open(const char *data_dir, struct store **out)
     struct store *s = calloc(1, sizeof(*s));
     if (!s)
         return -ENOMEM;
+    pthread_mutex_init(&s->day_lock, NULL);
     s->dir = strdup(data_dir);
     s->dir_fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (!s->dir || s->dir_fd < 0) {
@@ -81,6 +86,7 @@ void store_close(struct store *s)
         return;
     if (s->dir_fd >= 0)
         close(s->dir_fd);
+    pthread_mutex_destroy(&s->day_lock);
     free(s->dir);
     free(s);
 }
@@ -153,11 +159,20 @@ void store_tmp_discard(struct store_tmp *t)
     t->path[0] = 0;
 }
 
-void store_rel_path(const char *sop_uid, char out[STORE_REL_MAX])
+/* "<40 hex>.dcm": the first 160 bits of SHA-256(SOP Instance UID) */
+static void object_name(const char *sop_uid, char out[48])
 {
     char h[65];
     sha256_hex(sop_uid, strlen(sop_uid), h);
-    snprintf(out, STORE_REL_MAX, "objects/%.2s/%.2s/%.40s.dcm", h, h + 2, h);
+    snprintf(out, 48, "%.40s.dcm", h);
+}
+
+bool store_name_matches(const char *rel, const char *sop_uid)
+{
+    char name[48];
+    object_name(sop_uid, name);
+    const char *slash = strrchr(rel, '/');
+    return slash && strcmp(slash + 1, name) == 0;
 }
 
 static int fsync_dir(int dir_fd, const char *rel_dir)
@@ -170,11 +185,54 @@ static int fsync_dir(int dir_fd, const char *rel_dir)
     return r;
 }
 
-int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop_uid,
-                           char rel[STORE_REL_MAX], unsigned *new_dirs)
+/* The directory part of a relative object path ("objects/20261130"). */
+static void rel_dir(const char *rel, char out[STORE_REL_MAX])
 {
-    store_rel_path(sop_uid, rel);
-    *new_dirs = 0;
+    const char *slash = strrchr(rel, '/');
+    size_t n = slash ? (size_t)(slash - rel) : 0;
+    if (n >= STORE_REL_MAX)
+        n = STORE_REL_MAX - 1;
+    memcpy(out, rel, n);
+    out[n] = 0;
+}
+
+/* Makes objects/<day> exist with a durable entry in objects/. */
+static int make_day_dir(struct store *s, const char *dir)
+{
+    if (mkdirat(s->dir_fd, dir, 0750) < 0)
+        return errno == EEXIST ? 0 : -errno;
+    return fsync_dir(s->dir_fd, "objects");
+}
+
+/* objects/<UTC day of now>, created the first time a day is used. */
+static int day_dir(struct store *s, char out[STORE_REL_MAX])
+{
+    time_t now = time(NULL);
+    struct tm tm;
+    gmtime_r(&now, &tm);
+    snprintf(out, STORE_REL_MAX, "objects/%04d%02d%02d", (tm.tm_year + 1900) % 10000,
+             tm.tm_mon + 1, tm.tm_mday);
+    pthread_mutex_lock(&s->day_lock);
+    int r = 0;
+    if (strcmp(s->day, out) != 0) {
+        r = make_day_dir(s, out);
+        if (r == 0)
+            snprintf(s->day, sizeof(s->day), "%s", out);
+    }
+    pthread_mutex_unlock(&s->day_lock);
+    return r;
+}
+
+int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop_uid,
+                           char rel[STORE_REL_MAX])
+{
+    char dir[STORE_REL_MAX], name[48], tmp_rel[64];
+    int r = day_dir(s, dir);
+    if (r < 0)
+        return r;
+    object_name(sop_uid, name);
+    if (snprintf(rel, STORE_REL_MAX, "%s/%s", dir, name) >= STORE_REL_MAX)
+        return -ENAMETOOLONG;
     if (fdatasync(t->fd) < 0)
         return errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
     if (close(t->fd) < 0) {
@@ -182,48 +240,30 @@ int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop
         return -EIO;
     }
     t->fd = -1;
-    /* objects/ab and objects/ab/cd */
-    char d1[16], d2[16];
-    snprintf(d1, sizeof(d1), "%.10s", rel);
-    snprintf(d2, sizeof(d2), "%.13s", rel);
-    if (mkdirat(s->dir_fd, d1, 0750) == 0)
-        *new_dirs |= 2;
-    else if (errno != EEXIST)
-        return -errno;
-    if (mkdirat(s->dir_fd, d2, 0750) == 0)
-        *new_dirs |= 1;
-    else if (errno != EEXIST)
-        return -errno;
-    char tmp_rel[64];
     const char *base = strrchr(t->path, '/');
     snprintf(tmp_rel, sizeof(tmp_rel), "tmp%s", base ? base : "/");
-    if (renameat(s->dir_fd, tmp_rel, s->dir_fd, rel) < 0)
-        return -errno;
+    if (renameat(s->dir_fd, tmp_rel, s->dir_fd, rel) < 0) {
+        /* the day's directory was removed by hand since it was made */
+        if (errno != ENOENT || make_day_dir(s, dir) < 0 ||
+            renameat(s->dir_fd, tmp_rel, s->dir_fd, rel) < 0)
+            return -errno;
+    }
     t->path[0] = 0; /* consumed */
     return 0;
 }
 
-int store_sync_dirs(struct store *s, const char *rel, unsigned new_dirs)
+int store_sync_dir(struct store *s, const char *rel)
 {
-    char d1[16], d2[16];
-    snprintf(d1, sizeof(d1), "%.10s", rel);
-    snprintf(d2, sizeof(d2), "%.13s", rel);
-    /* the new name in ab/cd; ab/cd's entry in ab if ab/cd is new; ab's
-     * entry in objects/ if ab is new */
-    int r = fsync_dir(s->dir_fd, d2);
-    if (r == 0 && (new_dirs & 1))
-        r = fsync_dir(s->dir_fd, d1);
-    if (r == 0 && (new_dirs & 2))
-        r = fsync_dir(s->dir_fd, "objects");
-    return r;
+    char dir[STORE_REL_MAX];
+    rel_dir(rel, dir);
+    return fsync_dir(s->dir_fd, dir);
 }
 
 int store_commit(struct store *s, struct store_tmp *t, const char *sop_uid,
                  char rel[STORE_REL_MAX])
 {
-    unsigned new_dirs;
-    int r = store_commit_nodirsync(s, t, sop_uid, rel, &new_dirs);
-    return r < 0 ? r : store_sync_dirs(s, rel, new_dirs);
+    int r = store_commit_nodirsync(s, t, sop_uid, rel);
+    return r < 0 ? r : store_sync_dir(s, rel);
 }
 
 int store_open_object(struct store *s, const char *rel, int *fd)
@@ -240,9 +280,9 @@ int store_unlink(struct store *s, const char *rel)
         return -EINVAL;
     if (unlinkat(s->dir_fd, rel, 0) < 0 && errno != ENOENT)
         return -errno;
-    char d2[16];
-    snprintf(d2, sizeof(d2), "%.13s", rel);
-    int r = fsync_dir(s->dir_fd, d2);
+    char dir[STORE_REL_MAX];
+    rel_dir(rel, dir);
+    int r = fsync_dir(s->dir_fd, dir);
     return r == -ENOENT ? 0 : r;
 }
 
@@ -300,6 +340,30 @@ static bool hex_name(const char *s, size_t n)
     return s[n] == 0;
 }
 
+/* Calls fn for each "<40 hex>.dcm" file in the directory rel_dir. */
+static int walk_files(const char *dir, const char *rel_dir, int (*fn)(void *ctx, const char *rel),
+                      void *ctx)
+{
+    char p[4096];
+    if (snprintf(p, sizeof(p), "%s/%s", dir, rel_dir) >= (int)sizeof(p))
+        return 0;
+    DIR *d = opendir(p);
+    if (!d)
+        return 0;
+    int r = 0;
+    struct dirent *c;
+    while (r == 0 && (c = readdir(d)) != NULL) {
+        size_t l = strlen(c->d_name);
+        if (l != 44 || strcmp(c->d_name + 40, ".dcm") != 0)
+            continue;
+        char rel[STORE_REL_MAX];
+        if (snprintf(rel, sizeof(rel), "%s/%s", rel_dir, c->d_name) < (int)sizeof(rel))
+            r = fn(ctx, rel);
+    }
+    closedir(d);
+    return r;
+}
+
 int store_walk(struct store *s, int (*fn)(void *ctx, const char *rel), void *ctx)
 {
     char p1[4096], p2[4096];
@@ -310,7 +374,14 @@ int store_walk(struct store *s, int (*fn)(void *ctx, const char *rel), void *ctx
     int r = 0;
     struct dirent *a;
     while (r == 0 && (a = readdir(d1)) != NULL) {
-        if (strlen(a->d_name) != 2 || !hex_name(a->d_name, 2))
+        size_t la = strlen(a->d_name);
+        char rel[STORE_REL_MAX];
+        if (la == 8 && strspn(a->d_name, "0123456789") == 8) { /* objects/<day>/<40>.dcm */
+            snprintf(rel, sizeof(rel), "objects/%s", a->d_name);
+            r = walk_files(s->dir, rel, fn, ctx);
+            continue;
+        }
+        if (la != 2 || !hex_name(a->d_name, 2)) /* objects/ab/cd/<40>.dcm (before 0.2) */
             continue;
         if (snprintf(p2, sizeof(p2), "%s/%s", p1, a->d_name) >= (int)sizeof(p2))
             continue;
@@ -321,22 +392,8 @@ int store_walk(struct store *s, int (*fn)(void *ctx, const char *rel), void *ctx
         while (r == 0 && (b = readdir(d2)) != NULL) {
             if (strlen(b->d_name) != 2 || !hex_name(b->d_name, 2))
                 continue;
-            char p3[4096];
-            if (snprintf(p3, sizeof(p3), "%s/%s", p2, b->d_name) >= (int)sizeof(p3))
-                continue;
-            DIR *d3 = opendir(p3);
-            if (!d3)
-                continue;
-            struct dirent *c;
-            while (r == 0 && (c = readdir(d3)) != NULL) {
-                size_t l = strlen(c->d_name);
-                if (l != 44 || strcmp(c->d_name + 40, ".dcm") != 0)
-                    continue;
-                char rel[STORE_REL_MAX];
-                snprintf(rel, sizeof(rel), "objects/%s/%s/%s", a->d_name, b->d_name, c->d_name);
-                r = fn(ctx, rel);
-            }
-            closedir(d3);
+            snprintf(rel, sizeof(rel), "objects/%s/%s", a->d_name, b->d_name);
+            r = walk_files(s->dir, rel, fn, ctx);
         }
         closedir(d2);
     }

@@ -2,14 +2,19 @@
  * store.h - the blob store: one file per SOP instance, the source of truth.
  *
  * Layout under the data directory:
- *   objects/ab/cd/<40 hex>.dcm   a stored instance; the name is the first 160
+ *   objects/<day>/<40 hex>.dcm   a stored instance: <day> is the UTC date it
+ *                                was stored (YYYYMMDD), the name the first 160
  *                                bits of SHA-256(SOP Instance UID), so no path
  *                                is ever built from request text
+ *   objects/ab/cd/<40 hex>.dcm   the same in stores written before 0.2 (still
+ *                                read, walked and replaced)
  *   tmp/<random>.part            incoming bytes; emptied at every open
  *
  * Durability: store_commit() fdatasync()s the temp file, renames it into
  * place and fsync()s the directory, so a committed object survives a crash
- * and a half-written one is never visible under objects/.
+ * and a half-written one is never visible under objects/. Objects stored at
+ * the same time share their directory, so concurrent commits can share its
+ * fsync (store_commit_nodirsync + store_sync_dir).
  * Must not: know SQL or HTTP; log above debug.
  */
 #ifndef YY_STORE_H
@@ -19,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_REL_MAX 64 /* "objects/ab/cd/<40>.dcm" + NUL fits */
+#define STORE_REL_MAX 64 /* "objects/YYYYMMDD/<40>.dcm" + NUL fits */
 
 struct store;
 
@@ -44,22 +49,22 @@ int store_tmp_write(struct store_tmp *t, const void *data, size_t len);
 /* Closes and unlinks; accepts a never-created or already-discarded tmp. */
 void store_tmp_discard(struct store_tmp *t);
 
-/* Relative path (under data_dir) for a SOP Instance UID into out. */
-void store_rel_path(const char *sop_uid, char out[STORE_REL_MAX]);
+/* True when the file name of rel is the one of sop_uid. */
+bool store_name_matches(const char *rel, const char *sop_uid);
 
-/* Makes t durable under the path of sop_uid, replacing any file there.
- * On success t is consumed (fd closed) and rel receives the relative path. */
+/* Makes t durable under the path of sop_uid in today's directory,
+ * replacing any file there. On success t is consumed (fd closed) and rel
+ * receives the relative path. */
 int store_commit(struct store *s, struct store_tmp *t, const char *sop_uid,
                  char rel[STORE_REL_MAX]);
-
-/* store_commit in two steps, so that concurrent commits can share their
- * directory fsyncs: the file is made durable and renamed into place, then
- * store_sync_dirs() must succeed before the object counts as stored (before
- * it is indexed). *new_dirs says which directories were created (bit 0:
- * objects/ab/cd, bit 1: objects/ab). */
+/* store_commit in two steps: the file is made durable and renamed into
+ * place; the object counts as stored (may be indexed) only once
+ * store_sync_dir() of its path (or of another path in the same directory,
+ * called after the rename) has succeeded. */
 int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop_uid,
-                           char rel[STORE_REL_MAX], unsigned *new_dirs);
-int store_sync_dirs(struct store *s, const char *rel, unsigned new_dirs);
+                           char rel[STORE_REL_MAX]);
+int store_sync_dir(struct store *s, const char *rel);
+
 
 /* Opens a stored object read-only (O_CLOEXEC). */
 int store_open_object(struct store *s, const char *rel, int *fd);
