@@ -14,6 +14,7 @@ struct index;
 struct ingest;
 struct render_cache;
 struct meta_disk;
+struct inst_cache;
 
 struct app {
     struct config cfg;
@@ -23,6 +24,7 @@ struct app {
     struct render_cache *cache; /* rendered images; may be NULL */
     struct render_cache *meta_cache; /* assembled series/study metadata; may be NULL */
     struct meta_disk *meta_disk;     /* the same on disk, gzip'd; may be NULL */
+    struct inst_cache *inst_cache;   /* recent instance lookups (WADO); may be NULL */
     char web_root[1024];        /* resolved viewer directory ("" = none) */
 };
 

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "core/log.h"
 #include "dicomweb/ingest.h"
+#include "dicomweb/inst_cache.h"
 #include "dicomweb/meta_disk.h"
 #include "http/http.h"
 #include "index/index.h"
@@ -76,6 +77,7 @@ static int open_app(struct app *app, bool for_server)
     if (for_server) {
         app->cache = render_cache_new(app->cfg.render_cache_bytes);
         app->meta_cache = render_cache_new(app->cfg.metadata_cache_bytes);
+        app->inst_cache = inst_cache_new();
         r = meta_disk_open(app->cfg.data, app->cfg.metadata_disk_cache_bytes, &app->meta_disk);
         if (r < 0)
             log_warn("metadata disk cache off: cannot open %s/cache/metadata (%s)",
@@ -100,6 +102,8 @@ static void close_app(struct app *app)
     meta_disk_close(app->meta_disk);
     app->meta_disk = NULL;
     render_cache_free(app->meta_cache);
+    inst_cache_free(app->inst_cache);
+    app->inst_cache = NULL;
     app->meta_cache = NULL;
     ingest_free(app->ingest);
     index_close(app->index);

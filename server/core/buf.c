@@ -86,15 +86,29 @@ int buf_putc(struct buf *b, char c)
 
 int buf_printf(struct buf *b, const char *fmt, ...)
 {
+    /* one formatting pass when the text fits in the spare capacity (the
+     * usual case: short pieces of JSON), a second one after growing */
+    if (buf_reserve(b, 64) < 0 && buf_reserve(b, 0) < 0)
+        return -E2BIG;
+    size_t max = b->max_bytes ? b->max_bytes : BUF_DEFAULT_MAX;
+    size_t room = b->cap - b->len; /* includes the terminator's byte */
+    if (b->len <= max && room > max - b->len + 1)
+        room = max - b->len + 1;
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
+    int n = vsnprintf(b->data + b->len, room, fmt, ap);
     va_end(ap);
     if (n < 0)
         return -EINVAL;
+    if ((size_t)n < room) {
+        b->len += (size_t)n;
+        return 0;
+    }
     int r = buf_reserve(b, (size_t)n);
-    if (r < 0)
+    if (r < 0) {
+        b->data[b->len] = 0;
         return r;
+    }
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);

@@ -473,7 +473,16 @@ static int write_elem(struct writer *w, const struct dcm_elem *e, const struct c
     struct buf *b = &w->o->text;
     char vn[3];
     vr_name(e->vr, vn);
-    int r = buf_printf(b, "\"%04X%04X\":{\"vr\":\"%s\"", TAG_GROUP(e->tag), TAG_ELEM(e->tag), vn);
+    /* "GGGGEEEE":{"vr":"XX"  (every element: formatted by hand) */
+    static const char hex[] = "0123456789ABCDEF";
+    char head[24] = "\"00000000\":{\"vr\":\"";
+    for (int i = 0; i < 8; i++)
+        head[1 + i] = hex[(e->tag >> (28 - 4 * i)) & 15];
+    int r = buf_append(b, head, 18);
+    if (r == 0)
+        r = buf_append(b, vn, strlen(vn));
+    if (r == 0)
+        r = buf_putc(b, '"');
     if (r < 0)
         return r;
     char sub[96];

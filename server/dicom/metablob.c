@@ -30,7 +30,7 @@ static int deflate_flush(const char *in, size_t len, struct buf *out)
 {
     z_stream z;
     memset(&z, 0, sizeof(z));
-    if (deflateInit2(&z, 6, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (deflateInit2(&z, 1, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return -ENOMEM;
     int r = buf_reserve(out, deflateBound(&z, len) + 16);
     if (r < 0) {

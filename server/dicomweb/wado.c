@@ -32,6 +32,7 @@
 #include "dicom/ts.h"
 #include "dicom/xml.h"
 #include "dicomweb/handlers.h"
+#include "dicomweb/inst_cache.h"
 #include "dicomweb/meta_disk.h"
 #include "dicomweb/mp_out.h"
 #include "dicomweb/rendered.h"
@@ -698,27 +699,59 @@ static int load_one(struct req *r, struct one *o)
     if (rc)
         return rc < 0 ? rc : 1;
     o->fd = -1;
-    rc = index_get_instance(r->app->index, r->param[P_INSTANCE], true, r->a, &o->ii);
-    if (rc == -ENOENT || (rc == 0 && (strcmp(o->ii.study_uid, r->param[P_STUDY]) != 0 ||
-                                      strcmp(o->ii.series_uid, r->param[P_SERIES]) != 0))) {
-        http_error(r, 404, "no such instance");
-        return 1;
+    const char *sop = r->param[P_INSTANCE];
+    struct inst_cache *ic = r->app->inst_cache;
+    struct inst_file_id fid;
+    /* a cached row first; it counts only if the file opened is the one it
+     * was made with (else another process replaced or removed it: ask the
+     * index, once) */
+    bool cached = false;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        uint64_t gen = index_write_gen(r->app->index);
+        cached = attempt == 0 && inst_cache_get(ic, sop, gen, r->a, &o->ii, &fid);
+        rc = cached ? 0 : index_get_instance(r->app->index, sop, true, r->a, &o->ii);
+        if (rc == -ENOENT || (rc == 0 && (strcmp(o->ii.study_uid, r->param[P_STUDY]) != 0 ||
+                                          strcmp(o->ii.series_uid, r->param[P_SERIES]) != 0))) {
+            http_error(r, 404, "no such instance");
+            return 1;
+        }
+        if (rc < 0)
+            return rc;
+        rc = store_open_object(r->app->store, o->ii.rel_path, &o->fd);
+        struct stat st;
+        if (rc == 0 && fstat(o->fd, &st) < 0) {
+            close(o->fd);
+            o->fd = -1;
+            rc = -EIO;
+        }
+        if (cached && (rc < 0 || (uint64_t)st.st_dev != fid.dev ||
+                       (uint64_t)st.st_ino != fid.ino)) {
+            if (rc == 0)
+                close(o->fd);
+            o->fd = -1;
+            inst_cache_drop(ic, sop);
+            continue;
+        }
+        if (rc < 0) {
+            http_error(r, 500, "the stored file of this instance is missing");
+            return 1;
+        }
+        if (!cached) {
+            fid.dev = (uint64_t)st.st_dev;
+            fid.ino = (uint64_t)st.st_ino;
+            inst_cache_put(ic, gen, &o->ii, &fid);
+        }
+        break;
     }
-    if (rc < 0)
-        return rc;
+    if (arena_on_release(r->a, close_fd, &o->fd) < 0) {
+        close(o->fd);
+        o->fd = -1;
+        return -ENOMEM;
+    }
     rc = layout_decode(o->ii.layout, o->ii.layout_len, r->a, &o->l);
     if (rc < 0) {
         http_error(r, 500, "the stored layout of this instance is unreadable");
         return 1;
-    }
-    rc = store_open_object(r->app->store, o->ii.rel_path, &o->fd);
-    if (rc < 0) {
-        http_error(r, 500, "the stored file of this instance is missing");
-        return 1;
-    }
-    if (arena_on_release(r->a, close_fd, &o->fd) < 0) {
-        close(o->fd);
-        return -ENOMEM;
     }
     return 0;
 }

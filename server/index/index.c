@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -134,6 +135,7 @@ struct conn {
 
 struct index {
     char *path;
+    _Atomic uint64_t write_gen; /* bumped after every write transaction */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct conn *free_list;
@@ -834,8 +836,14 @@ int index_put_many(struct index *ix, const struct index_put *items, size_t n, in
     }
     free(series_t.v);
     free(study_t.v);
+    atomic_fetch_add(&ix->write_gen, 1);
     release(ix, c);
     return r;
+}
+
+uint64_t index_write_gen(struct index *ix)
+{
+    return atomic_load(&ix->write_gen);
 }
 
 /* ---- lookups ---- */
@@ -1734,6 +1742,7 @@ int index_delete(struct index *ix, const struct index_scope *sc,
         (r = recount(c, &series_t, &study_t)) < 0 || (r = conn_exec(c, "COMMIT")) < 0)
         goto rollback;
     *n_removed = n;
+    atomic_fetch_add(&ix->write_gen, 1);
     /* rows are gone and the journal is durable: now the files */
     r = drain_journal(c, unlink_fn, ctx);
     goto out;
@@ -1744,6 +1753,7 @@ out:
     buf_release(&sql);
     free(series_t.v);
     free(study_t.v);
+    atomic_fetch_add(&ix->write_gen, 1);
     release(ix, c);
     return r;
 }
@@ -1768,6 +1778,7 @@ int index_clear(struct index *ix)
                          "DELETE FROM patient; COMMIT");
     if (r < 0)
         (void)conn_exec(c, "ROLLBACK");
+    atomic_fetch_add(&ix->write_gen, 1);
     release(ix, c);
     return r;
 }

@@ -63,6 +63,11 @@ struct index_instance {
 int index_get_instance(struct index *ix, const char *sop_uid, bool with_layout, struct arena *a,
                        struct index_instance *out);
 
+/* A counter this process bumps after each write transaction (put, delete,
+ * clear): what was read at one value is current while it stays the same
+ * (for caches of lookups; writes by other processes are not counted). */
+uint64_t index_write_gen(struct index *ix);
+
 /* ---- retrieval scopes ---- */
 
 /* Iterates the instances of a study / series / one instance, ordered by

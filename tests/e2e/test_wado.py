@@ -669,6 +669,45 @@ def test_delete_and_recovery():
             'SELECT count(*) FROM pending_unlink').fetchone()[0], 0, 'journal finished')
 
 
+def test_frame_lookups_follow_changes():
+    """Frames are served from a cache of instance lookups: a change made by
+    this server (delete, store) or by another process (yingyun import
+    replacing the object) shows at once, never the old pixels."""
+    mr_dir = os.path.join(H.CORPUS, 'series/mr_ge_signa_3d_sag_irspgr_196')
+    src = os.path.join(mr_dir, sorted(os.listdir(mr_dir))[0])
+    f = FILES['series/mr_ge_signa_3d_sag_irspgr_196/' + os.path.basename(src)]
+    ds = pydicom.dcmread(src)
+    before = ds.PixelData
+    after = bytes(b ^ 0x5A for b in before)
+    ds.PixelData = after
+    ds.ImageComments = 'replaced ' * 100  # moves the pixel data: another layout
+    s2 = H.Server('--overwrite')
+    with s2:
+        changed = os.path.join(s2.tmp, 'changed.dcm')
+        ds.save_as(changed)
+        url = inst_url(f) + '/frames/1'
+        acc = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+
+        def frame():
+            st, h, body = s2.get(url, headers={'Accept': acc})
+            if st != 200:
+                return st
+            return split_multipart(h['content-type'], body)[0][1]
+        H.eq(s2.stow_files([src])[0], 200, 'stored')
+        for i in range(3):  # the later ones come from the cache
+            H.check(frame() == before, 'stored pixels (%d)' % i)
+        p = subprocess.run([H.BIN, 'import', '--data', s2.data, '--overwrite', changed],
+                           capture_output=True, text=True, timeout=120)
+        H.eq(p.returncode, 0, 'import by another process: %s %s' % (p.stdout, p.stderr))
+        for i in range(2):
+            H.check(frame() == after, 'the replacement is served (%d)' % i)
+        H.eq(s2.request('DELETE', inst_url(f))[0], 204, 'delete')
+        H.eq(frame(), 404, 'deleted: 404 at once')
+        H.eq(s2.stow_files([src])[0], 200, 'stored again')
+        H.check(frame() == before, 'stored again: its pixels')
+        H.check(frame() == before, 'stored again: its pixels (cached)')
+
+
 def test_part_failing_after_headers_aborts():
     s2 = H.Server()
     with s2:
@@ -700,7 +739,8 @@ TESTS = [test_instance_as_stored_is_byte_identical, test_default_is_explicit_le_
          test_metadata_disk_cache,
          test_native_frames_match_reference, test_single_frame_single_part_and_range,
          test_frames_stored_and_errors, test_every_bulkdata_uri_resolves, test_http_behaviour,
-         test_wado_uri, test_delete_and_recovery, test_part_failing_after_headers_aborts]
+         test_wado_uri, test_delete_and_recovery, test_frame_lookups_follow_changes,
+         test_part_failing_after_headers_aborts]
 
 if __name__ == '__main__':
     setup()

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
 #include "core/arena.h"
@@ -65,6 +66,33 @@ static void test_buf(void)
     CHECK_INT_EQ(buf_puts(&b, "abcd"), 0);
     CHECK_INT_EQ(buf_putc(&b, 'e'), -E2BIG);
     CHECK_STR_EQ(b.data, "abcd");
+    buf_release(&b);
+    /* buf_printf formats in place when the text fits, grows otherwise, and
+     * keeps the limit and the terminator when it cannot */
+    buf_init(&b, 0);
+    char big[300];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = 0;
+    CHECK_INT_EQ(buf_printf(&b, "<%s>", big), 0);
+    CHECK_INT_EQ(b.len, 301);
+    CHECK_INT_EQ(b.data[0], '<');
+    CHECK_INT_EQ(b.data[300], '>');
+    CHECK_INT_EQ(b.data[301], 0);
+    CHECK_INT_EQ(buf_printf(&b, "%d", 42), 0);
+    CHECK_STR_EQ(b.data + 301, "42");
+    buf_release(&b);
+    buf_init(&b, 6);
+    CHECK_INT_EQ(buf_printf(&b, "%s", "abc"), 0);
+    CHECK_INT_EQ(buf_printf(&b, "%s", "def"), 0);
+    CHECK_STR_EQ(b.data, "abcdef");
+    CHECK_INT_EQ(buf_printf(&b, "%s", "g"), -E2BIG);
+    CHECK_STR_EQ(b.data, "abcdef");
+    buf_release(&b);
+    buf_init(&b, 8);
+    CHECK_INT_EQ(buf_puts(&b, "ab"), 0);
+    CHECK_INT_EQ(buf_printf(&b, "%s", "cdefghijk"), -E2BIG);
+    CHECK_STR_EQ(b.data, "ab");
+    CHECK_INT_EQ(b.len, 2);
     buf_release(&b);
 }
 
