@@ -35,6 +35,7 @@ static const struct key g_keys[] = {
     STR(cors_origins, "", "origins allowed by CORS: empty for same-origin only, * for any, or a comma-separated list"),
     STR(log_level, "info", "debug, info, warn, error or off"),
     BOOL(overwrite, "false", "let a different object replace an already stored SOP Instance UID"),
+    BOOL(direct_io, "true", "write received objects with O_DIRECT (not through the page cache; falls back where the file system refuses it)"),
     BOOL(access_log, "true", "write one access-log line per request on stderr"),
     UINT(max_connections, "256", "concurrent HTTP connections"),
     UINT(connection_timeout_s, "30", "seconds after which an idle or stalled connection is closed"),

@@ -21,6 +21,7 @@ struct config {
     char cors_origins[1024];   /* "" = same-origin only, "*" = any, else comma list */
     char log_level[16];        /* debug, info, warn, error, off */
     bool overwrite;            /* a different object may replace a stored SOP Instance UID */
+    bool direct_io;            /* received objects written with O_DIRECT */
     bool access_log;           /* one line per request on stderr */
     unsigned max_connections;  /* concurrent HTTP connections */
     unsigned connection_timeout_s; /* idle / slow connection timeout */

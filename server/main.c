@@ -63,6 +63,7 @@ static int open_app(struct app *app, bool for_server)
         return r;
     }
     store_set_reserve(app->store, app->cfg.disk_reserve_bytes);
+    store_set_direct(app->store, app->cfg.direct_io);
     char path[1100];
     snprintf(path, sizeof(path), "%s/index.db", app->cfg.data);
     r = index_open(path, &app->index, err, sizeof(err));

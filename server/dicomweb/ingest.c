@@ -252,12 +252,14 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Parses fd and extracts; on failure fills res and returns -EBADMSG. */
-static int parse_and_extract(int fd, struct dcm_file **f, struct inst *in,
-                             struct ingest_result *res)
+/* Parses the object (from mem when not NULL, else from fd) and extracts;
+ * on failure fills res and returns -EBADMSG. */
+static int parse_and_extract(int fd, const void *mem, size_t mem_len, struct dcm_file **f,
+                             struct inst *in, struct ingest_result *res)
 {
     char err[256];
-    int r = dcm_parse_fd(fd, NULL, f, err, sizeof(err));
+    int r = mem ? dcm_parse_mem(mem, mem_len, NULL, f, err, sizeof(err))
+                : dcm_parse_fd(fd, NULL, f, err, sizeof(err));
     if (r < 0) {
         if (r == -ENOMEM) {
             fail(res, FAIL_OUT_OF_RESOURCES, "out of memory while parsing%s", "");
@@ -287,13 +289,25 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
     bool holding = false;
     int r;
     memset(&in, 0, sizeof(in));
-    int fd = open(t->path, O_RDONLY | O_CLOEXEC);
+    int fd = -1;
+    r = store_tmp_finish(t);
+    if (r < 0) {
+        if (r == -ENOSPC)
+            fail(res, FAIL_OUT_OF_RESOURCES, "disk full: the object was not stored%s", "");
+        else
+            fail(res, FAIL_PROCESSING, "could not write the object to disk%s", "");
+        goto out;
+    }
+    fd = open(t->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         fail(res, FAIL_PROCESSING, "cannot read the received object%s", "");
         r = -EIO;
         goto out;
     }
-    r = parse_and_extract(fd, &f, &in, res);
+    /* parsed from memory when the object is still there (direct I/O) */
+    size_t mem_len = 0;
+    const void *mem = store_tmp_mem(t, &mem_len);
+    r = parse_and_extract(fd, mem, mem_len, &f, &in, res);
     if (r < 0) {
         r = r == -EBADMSG ? 0 : r;
         goto out;
@@ -412,7 +426,7 @@ int ingest_existing(struct ingest *g, const char *rel, struct ingest_result *res
     struct dcm_file *f = NULL;
     struct inst in;
     memset(&in, 0, sizeof(in));
-    r = parse_and_extract(fd, &f, &in, res);
+    r = parse_and_extract(fd, NULL, 0, &f, &in, res);
     if (r == 0) {
         if (!store_name_matches(rel, in.sop_uid)) {
             fail(res, FAIL_DATASET_MISMATCH, "%s is not stored under its SOP Instance UID", rel);

@@ -197,8 +197,7 @@ static int on_part_end(void *ctx)
      * arrives; counted in stow_end once all are done */
     p->ingested = true;
     ingest_batch_add(st->batch, &st->tmp, st->study, &p->res);
-    st->tmp.fd = -1;
-    st->tmp.path[0] = 0;
+    store_tmp_init(&st->tmp); /* moved */
     return 0;
 }
 
@@ -293,7 +292,7 @@ int stow_begin(struct req *r)
         return -ENOMEM;
     st->r = r;
     st->study = study;
-    st->tmp.fd = -1;
+    store_tmp_init(&st->tmp);
     st->tail = &st->results;
     st->wbuf = malloc(WBUF);
     st->mp = mp_in_new(boundary, 16384, &g_cb, st);

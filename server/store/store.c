@@ -4,11 +4,13 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -18,10 +20,18 @@
 #include "store/store.h"
 #include "core/banned.h"
 
+/* Direct I/O: block alignment of buffers, offsets and lengths, and the
+ * staging buffer's limit (kept under glibc's mmap threshold of 1 MiB set in
+ * main.c, so that buffers are reused from the heap, not mapped anew). */
+#define DIO_ALIGN 4096
+#define STAGE_FIRST (256 * 1024)
+#define STAGE_MAX (1024 * 1024 - 16 * 1024)
+
 struct store {
     char *dir;
     int dir_fd;
     uint64_t reserve;
+    _Atomic bool direct;
     pthread_mutex_t day_lock;
     char day[STORE_REL_MAX]; /* objects/<day> known to exist durably */
 };
@@ -101,8 +111,21 @@ void store_set_reserve(struct store *s, uint64_t bytes)
     s->reserve = bytes;
 }
 
+void store_set_direct(struct store *s, bool on)
+{
+    atomic_store(&s->direct, on);
+}
+
+void store_tmp_init(struct store_tmp *t)
+{
+    memset(t, 0, offsetof(struct store_tmp, path));
+    t->fd = -1;
+    t->path[0] = 0;
+}
+
 int store_tmp_create(struct store *s, struct store_tmp *t)
 {
+    store_tmp_init(t);
     uint8_t rnd[12];
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
         return -EIO;
@@ -116,7 +139,15 @@ int store_tmp_create(struct store *s, struct store_tmp *t)
     int n = snprintf(t->path, sizeof(t->path), "%s/tmp/%s.part", s->dir, name);
     if (n < 0 || (size_t)n >= sizeof(t->path))
         return -ENAMETOOLONG;
-    t->fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    t->direct = atomic_load(&s->direct);
+    t->fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (t->direct ? O_DIRECT : 0),
+                 0640);
+    if (t->fd < 0 && t->direct && errno == EINVAL) {
+        /* this file system has no O_DIRECT (tmpfs): the page cache then */
+        atomic_store(&s->direct, false);
+        t->direct = false;
+        t->fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+    }
     if (t->fd < 0) {
         t->path[0] = 0;
         return -errno;
@@ -132,19 +163,132 @@ int store_tmp_create(struct store *s, struct store_tmp *t)
     return 0;
 }
 
+static int write_all(struct store_tmp *t, const uint8_t *p, size_t len);
+
+/* Writes the staging buffer's whole blocks (all of it when final, padded
+ * with zeros to a block; the caller truncates), keeping the rest. */
+static int stage_flush(struct store_tmp *t, bool final)
+{
+    size_t n = t->stage_len;
+    if (final)
+        n = (n + DIO_ALIGN - 1) & ~(size_t)(DIO_ALIGN - 1);
+    else
+        n &= ~(size_t)(DIO_ALIGN - 1);
+    if (n == 0)
+        return 0;
+    memset(t->stage + t->stage_len, 0, n > t->stage_len ? n - t->stage_len : 0);
+    int r = write_all(t, t->stage, n);
+    if (r < 0)
+        return r;
+    size_t keep = n < t->stage_len ? t->stage_len - n : 0;
+    memmove(t->stage, t->stage + n, keep);
+    t->stage_len = keep;
+    t->spilled = true;
+    return 0;
+}
+
+/* Makes room for len more bytes in the staging buffer (growing it up to
+ * STAGE_MAX, then writing out whole blocks). */
+static int stage_room(struct store_tmp *t, size_t len)
+{
+    size_t need = t->stage_len + len + DIO_ALIGN; /* + room to pad the last block */
+    if (need <= t->stage_cap)
+        return 0;
+    if (t->stage_cap < STAGE_MAX) {
+        size_t cap = t->stage_cap ? t->stage_cap : STAGE_FIRST;
+        while (cap < need && cap < STAGE_MAX)
+            cap *= 2;
+        if (cap > STAGE_MAX)
+            cap = STAGE_MAX;
+        void *nb = NULL;
+        if (posix_memalign(&nb, DIO_ALIGN, cap) != 0)
+            return -ENOMEM;
+        if (t->stage_len)
+            memcpy(nb, t->stage, t->stage_len);
+        free(t->stage);
+        t->stage = nb;
+        t->stage_cap = cap;
+        if (need <= t->stage_cap)
+            return 0;
+    }
+    return stage_flush(t, false);
+}
+
 int store_tmp_write(struct store_tmp *t, const void *data, size_t len)
 {
-    const uint8_t *p = data;
+    if (t->direct) {
+        const uint8_t *p = data;
+        while (len > 0) {
+            int r = stage_room(t, len < STAGE_MAX / 2 ? len : STAGE_MAX / 2);
+            if (r < 0)
+                return r;
+            size_t take = t->stage_cap - t->stage_len - DIO_ALIGN;
+            if (take > len)
+                take = len;
+            memcpy(t->stage + t->stage_len, p, take);
+            t->stage_len += take;
+            t->size += take;
+            p += take;
+            len -= take;
+        }
+        return 0;
+    }
+    int r = write_all(t, data, len);
+    if (r == 0)
+        t->size += len;
+    return r;
+}
+
+int store_tmp_finish(struct store_tmp *t)
+{
+    if (!t->direct || t->finished)
+        return 0;
+    int r = 0;
+    if (t->stage_len) {
+        /* the whole object stays in the buffer when it was never spilled */
+        size_t len = t->stage_len;
+        bool whole = !t->spilled;
+        r = stage_flush(t, true);
+        if (r == 0 && whole) {
+            t->stage_len = len;
+            t->spilled = false;
+        }
+    }
+    if (r == 0 && ftruncate(t->fd, (off_t)t->size) < 0)
+        r = errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
+    if (r == 0)
+        t->finished = true;
+    return r;
+}
+
+const void *store_tmp_mem(const struct store_tmp *t, size_t *len)
+{
+    if (!t->direct || !t->finished || t->spilled || !t->stage || t->stage_len != t->size)
+        return NULL;
+    *len = t->stage_len;
+    return t->stage;
+}
+
+static int write_all(struct store_tmp *t, const uint8_t *p, size_t len)
+{
     while (len > 0) {
         ssize_t n = write(t->fd, p, len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
+            if (errno == EINVAL && t->direct) {
+                /* O_DIRECT accepted at open but not for these writes:
+                 * carry on through the page cache */
+                int fl = fcntl(t->fd, F_GETFL);
+                if (fl >= 0 && fcntl(t->fd, F_SETFL, fl & ~O_DIRECT) == 0)
+                    continue;
+            }
             return errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
         }
+        if (t->direct && (size_t)n < len && (n % DIO_ALIGN) != 0)
+            return -EIO; /* a direct write cut inside a block */
         p += n;
         len -= (size_t)n;
-        t->size += (uint64_t)n;
     }
     return 0;
 }
@@ -157,6 +301,9 @@ void store_tmp_discard(struct store_tmp *t)
     if (t->path[0])
         (void)unlink(t->path);
     t->path[0] = 0;
+    free(t->stage);
+    t->stage = NULL;
+    t->stage_len = t->stage_cap = 0;
 }
 
 /* "<40 hex>.dcm": the first 160 bits of SHA-256(SOP Instance UID) */
@@ -233,6 +380,9 @@ int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop
     object_name(sop_uid, name);
     if (snprintf(rel, STORE_REL_MAX, "%s/%s", dir, name) >= STORE_REL_MAX)
         return -ENAMETOOLONG;
+    r = store_tmp_finish(t);
+    if (r < 0)
+        return r;
     if (fdatasync(t->fd) < 0)
         return errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
     if (close(t->fd) < 0) {

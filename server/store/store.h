@@ -14,7 +14,9 @@
  * place and fsync()s the directory, so a committed object survives a crash
  * and a half-written one is never visible under objects/. Objects stored at
  * the same time share their directory, so concurrent commits can share its
- * fsync (store_commit_nodirsync + store_sync_dir).
+ * fsync (store_commit_nodirsync + store_sync_dir). With direct I/O on,
+ * temp files are written with O_DIRECT (whole blocks from an aligned
+ * buffer, then truncated to size): the same fdatasync makes them durable.
  * Must not: know SQL or HTTP; log above debug.
  */
 #ifndef YY_STORE_H
@@ -29,10 +31,18 @@
 struct store;
 
 /* An incoming object being written. Owned by the caller; release with
- * store_tmp_discard() unless store_commit() consumed it. */
+ * store_tmp_discard() unless store_commit() consumed it (the staging buffer
+ * is freed by store_tmp_discard() in both cases). Moved by value: the
+ * source is then reset with store_tmp_init(). */
 struct store_tmp {
     int fd;
     uint64_t size;
+    /* direct I/O (store_set_direct): bytes gather in an aligned staging
+     * buffer and go to the file in whole blocks (O_DIRECT: no page-cache
+     * copy); an object that fits stays in it, to be parsed from memory */
+    bool direct, spilled, finished;
+    unsigned char *stage;
+    size_t stage_len, stage_cap;
     char path[4096];
 };
 
@@ -41,11 +51,24 @@ struct store_tmp {
 int store_open(const char *data_dir, struct store **out);
 void store_close(struct store *s);
 
+/* Writes new objects with O_DIRECT (default off; the server turns it on from
+ * the configuration). Where the file system refuses it, writes fall back
+ * to the page cache. */
+void store_set_direct(struct store *s, bool on);
+
+/* An empty, never-created tmp (fd -1, no path, no buffer). */
+void store_tmp_init(struct store_tmp *t);
 /* Creates a new empty temp file. */
 int store_tmp_create(struct store *s, struct store_tmp *t);
 /* Appends len bytes. -ENOSPC when the disk is full (or the configured
  * free-space reserve would be crossed), -EIO otherwise. */
 int store_tmp_write(struct store_tmp *t, const void *data, size_t len);
+/* Ends the writing: the file then holds exactly the bytes written (not yet
+ * durable: store_commit does that). Idempotent. */
+int store_tmp_finish(struct store_tmp *t);
+/* The whole object in memory after store_tmp_finish(), when it fit in the
+ * staging buffer (borrowed until store_tmp_discard()); else NULL. */
+const void *store_tmp_mem(const struct store_tmp *t, size_t *len);
 /* Closes and unlinks; accepts a never-created or already-discarded tmp. */
 void store_tmp_discard(struct store_tmp *t);
 

@@ -1,0 +1,151 @@
+/* Unit tests for store/store.c: objects written with and without O_DIRECT
+ * (sizes around the block and staging-buffer limits, irregular chunks) come
+ * back byte for byte; small ones stay in memory for parsing; tmpfs (which
+ * refuses O_DIRECT before Linux 6.6) works either way. Real files in a
+ * temp directory ($TMPDIR, and /dev/shm when there is one). */
+#include "core/common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "store/store.h"
+
+static void fill(uint8_t *p, size_t n, unsigned seed)
+{
+    uint32_t x = seed * 2654435761u + 1;
+    for (size_t i = 0; i < n; i++) {
+        x = x * 1103515245u + 12345u;
+        p[i] = (uint8_t)(x >> 16);
+    }
+}
+
+static void rm_rf(const char *dir)
+{
+    char cmd[4200];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", dir);
+}
+
+/* Writes n bytes in irregular chunks, commits, reads back. */
+static void roundtrip(struct store *s, size_t n, unsigned seed, int expect_mem)
+{
+    uint8_t *data = malloc(n ? n : 1);
+    fill(data, n, seed);
+    struct store_tmp t;
+    CHECK_INT_EQ(store_tmp_create(s, &t), 0);
+    static const size_t chunks[] = {1, 1000, 4095, 70000, 333, 262144, 9};
+    size_t at = 0;
+    for (unsigned i = 0; at < n; i++) {
+        size_t c = chunks[i % YY_ARRAY_LEN(chunks)];
+        if (c > n - at)
+            c = n - at;
+        CHECK_INT_EQ(store_tmp_write(&t, data + at, c), 0);
+        at += c;
+    }
+    CHECK_INT_EQ(store_tmp_finish(&t), 0);
+    CHECK_INT_EQ(store_tmp_finish(&t), 0); /* idempotent */
+    size_t ml = 0;
+    const void *m = store_tmp_mem(&t, &ml);
+    if (expect_mem >= 0)
+        CHECK_INT_EQ(m != NULL, expect_mem);
+    if (m) {
+        CHECK_INT_EQ(ml, n);
+        CHECK(memcmp(m, data, n) == 0);
+    }
+    struct stat st;
+    CHECK_INT_EQ(stat(t.path, &st), 0);
+    CHECK_INT_EQ((uint64_t)st.st_size, (uint64_t)n); /* no padding left */
+    char uid[64], rel[STORE_REL_MAX];
+    snprintf(uid, sizeof(uid), "1.2.3.%u.%zu", seed, n);
+    CHECK_INT_EQ(store_commit(s, &t, uid, rel), 0);
+    store_tmp_discard(&t); /* frees the buffer of a committed tmp */
+    int fd = -1;
+    CHECK_INT_EQ(store_open_object(s, rel, &fd), 0);
+    uint8_t *back = malloc(n + 1);
+    size_t got = 0;
+    for (;;) {
+        ssize_t k = read(fd, back + got, n + 1 - got);
+        if (k <= 0)
+            break;
+        got += (size_t)k;
+    }
+    close(fd);
+    CHECK_INT_EQ(got, n);
+    CHECK(memcmp(back, data, n) == 0);
+    free(back);
+    free(data);
+}
+
+static const size_t SIZES[] = {0, 1, 4095, 4096, 4097, 139980, 262144, 524288 + 1234,
+                               1000000, 3 * 1024 * 1024 + 123};
+
+static void sizes_in(const char *base, bool direct, int direct_works)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/yy-store-XXXXXX", base);
+    if (!mkdtemp(dir)) {
+        CHECK_FAIL_("mkdtemp in %s: %s", base, strerror(errno));
+        return;
+    }
+    struct store *s = NULL;
+    CHECK_INT_EQ(store_open(dir, &s), 0);
+    if (!s)
+        return;
+    store_set_direct(s, direct);
+    for (unsigned i = 0; i < YY_ARRAY_LEN(SIZES); i++) {
+        /* in memory: direct I/O, something written, and within the buffer */
+        int mem = direct && SIZES[i] > 0 && SIZES[i] <= 1000000;
+        roundtrip(s, SIZES[i], i + 1, direct_works < 0 ? -1 : mem && direct_works);
+    }
+    /* a discarded tmp leaves nothing behind */
+    struct store_tmp t;
+    CHECK_INT_EQ(store_tmp_create(s, &t), 0);
+    uint8_t x[5000] = {1};
+    CHECK_INT_EQ(store_tmp_write(&t, x, sizeof(x)), 0);
+    char path[4096];
+    snprintf(path, sizeof(path), "%s", t.path);
+    store_tmp_discard(&t);
+    CHECK(access(path, F_OK) != 0);
+    store_close(s);
+    rm_rf(dir);
+}
+
+static void test_page_cache(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    sizes_in(tmp && *tmp ? tmp : "/tmp", false, 1);
+}
+
+static void test_direct(void)
+{
+    const char *tmp = getenv("TMPDIR");
+    sizes_in(tmp && *tmp ? tmp : "/tmp", true, 1);
+}
+
+static void test_direct_on_tmpfs(void)
+{
+    struct stat st;
+    if (stat("/dev/shm", &st) != 0 || !S_ISDIR(st.st_mode) || access("/dev/shm", W_OK) != 0) {
+        fprintf(stderr, "skip: no writable /dev/shm\n");
+        return;
+    }
+    /* tmpfs takes O_DIRECT since Linux 6.6 and refuses it before (then the
+     * writes go through the page cache): the bytes come back either way */
+    sizes_in("/dev/shm", true, -1);
+}
+
+int main(void)
+{
+    RUN(test_page_cache);
+    RUN(test_direct);
+    RUN(test_direct_on_tmpfs);
+    return check_summary();
+}
