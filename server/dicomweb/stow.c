@@ -54,13 +54,29 @@ struct stow {
     unsigned n_parts, n_stored, n_failed, n_nospace;
     struct part_result *results, **tail;
     struct ingest_batch *batch; /* the parts being ingested in the background */
+    /* the last part received, not yet handed to the batch: it is ingested
+     * in the background when another part begins, else in this thread at
+     * the end of the body (a single-instance STOW starts no thread) */
+    struct store_tmp held;
+    struct ingest_result *held_res;
     const char *malformed;      /* mp_in error text */
     bool xml;                   /* respond in DICOM XML? (no: JSON only here) */
 };
 
+/* Hands the held part (if any) to the background batch. */
+static void dispatch_held(struct stow *st)
+{
+    if (!st->held_res)
+        return;
+    ingest_batch_add(st->batch, &st->held, st->study, st->held_res);
+    store_tmp_init(&st->held); /* moved */
+    st->held_res = NULL;
+}
+
 static void stow_release(void *arg)
 {
     struct stow *st = arg;
+    dispatch_held(st); /* a complete part is stored even if the request ends early */
     ingest_batch_free(st->batch); /* waits: the results live in the arena */
     st->batch = NULL;
     mp_in_free(st->mp);
@@ -114,6 +130,7 @@ static int on_part_begin(void *ctx, const struct mp_part_headers *h)
 {
     struct stow *st = ctx;
     struct config *c = &st->r->app->cfg;
+    dispatch_held(st);
     st->in_part = true;
     st->part_failed = false;
     st->part_bytes = 0;
@@ -194,9 +211,11 @@ static int on_part_end(void *ctx)
         return -ENOMEM;
     }
     /* made durable and indexed in the background while the next part
-     * arrives; counted in stow_end once all are done */
+     * arrives (or here at the end of the body when it is the last one);
+     * counted in stow_end once all are done */
     p->ingested = true;
-    ingest_batch_add(st->batch, &st->tmp, st->study, &p->res);
+    st->held = st->tmp;
+    st->held_res = &p->res;
     store_tmp_init(&st->tmp); /* moved */
     return 0;
 }
@@ -293,6 +312,7 @@ int stow_begin(struct req *r)
     st->r = r;
     st->study = study;
     store_tmp_init(&st->tmp);
+    store_tmp_init(&st->held);
     st->tail = &st->results;
     st->wbuf = malloc(WBUF);
     st->mp = mp_in_new(boundary, 16384, &g_cb, st);
@@ -352,6 +372,11 @@ int stow_end(struct req *r)
     }
     if (st->in_part)
         store_tmp_discard(&st->tmp);
+    if (st->held_res) {
+        (void)ingest_tmp(st->r->app->ingest, &st->held, st->study, st->held_res);
+        store_tmp_init(&st->held);
+        st->held_res = NULL;
+    }
     ingest_batch_wait(st->batch);
     count_ingested(st);
     const char *base = http_base_url(r);

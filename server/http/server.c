@@ -886,6 +886,9 @@ int http_start(struct app *app, struct http_server **out, char *err, size_t err_
         free(s);
         return r;
     }
+    /* 1 MiB like the ingest threads: the last part of a STOW-RS request is
+     * parsed in its connection's thread (nested sequences recurse) */
+    enum { CONN_STACK = 1024 * 1024 };
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
                      MHD_USE_POLL | MHD_USE_ERROR_LOG | MHD_USE_ITC;
     if (ss.ss_family == AF_INET6)
@@ -900,7 +903,7 @@ int http_start(struct app *app, struct http_server **out, char *err, size_t err_
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->cfg.max_connections,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, mem, MHD_OPTION_THREAD_STACK_SIZE,
-        (size_t)512 * 1024, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        (size_t)CONN_STACK, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
     if (!s->d) {
         snprintf(err, err_cap, "cannot listen on %s (address in use or not permitted)",
                  app->cfg.listen);
