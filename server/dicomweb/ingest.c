@@ -371,7 +371,7 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
     pthread_mutex_lock(&g->lock);
     g->syncing++;
     pthread_mutex_unlock(&g->lock);
-    r = store_commit_nodirsync(g->store, t, in.sop_uid, rel);
+    r = store_commit_nodirsync(g->store, t, in.sop_uid, old_rel[0] ? old_rel : NULL, rel);
     if (r < 0) {
         pthread_mutex_lock(&g->lock);
         g->syncing--;

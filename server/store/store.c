@@ -371,7 +371,7 @@ static int day_dir(struct store *s, char out[STORE_REL_MAX])
 }
 
 int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop_uid,
-                           char rel[STORE_REL_MAX])
+                           const char *keep, char rel[STORE_REL_MAX])
 {
     char dir[STORE_REL_MAX], name[48], tmp_rel[64];
     int r = day_dir(s, dir);
@@ -380,6 +380,19 @@ int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop
     object_name(sop_uid, name);
     if (snprintf(rel, STORE_REL_MAX, "%s/%s", dir, name) >= STORE_REL_MAX)
         return -ENAMETOOLONG;
+    if (keep && strcmp(keep, rel) == 0) {
+        /* replacing an object stored today: never rename over it (if the
+         * index cannot record the new one, the old must still be there) */
+        size_t n = strlen(dir);
+        if (n + 2 > sizeof(dir))
+            return -ENAMETOOLONG;
+        dir[n] = 'r';
+        dir[n + 1] = 0;
+        if ((r = make_day_dir(s, dir)) < 0)
+            return r;
+        if (snprintf(rel, STORE_REL_MAX, "%s/%s", dir, name) >= STORE_REL_MAX)
+            return -ENAMETOOLONG;
+    }
     r = store_tmp_finish(t);
     if (r < 0)
         return r;
@@ -412,7 +425,7 @@ int store_sync_dir(struct store *s, const char *rel)
 int store_commit(struct store *s, struct store_tmp *t, const char *sop_uid,
                  char rel[STORE_REL_MAX])
 {
-    int r = store_commit_nodirsync(s, t, sop_uid, rel);
+    int r = store_commit_nodirsync(s, t, sop_uid, NULL, rel);
     return r < 0 ? r : store_sync_dir(s, rel);
 }
 
@@ -526,8 +539,9 @@ int store_walk(struct store *s, int (*fn)(void *ctx, const char *rel), void *ctx
     while (r == 0 && (a = readdir(d1)) != NULL) {
         size_t la = strlen(a->d_name);
         char rel[STORE_REL_MAX];
-        if (la == 8 && strspn(a->d_name, "0123456789") == 8) { /* objects/<day>/<40>.dcm */
-            snprintf(rel, sizeof(rel), "objects/%s", a->d_name);
+        if ((la == 8 || (la == 9 && a->d_name[8] == 'r')) &&
+            strspn(a->d_name, "0123456789") == 8) { /* objects/<day>[r]/<40>.dcm */
+            snprintf(rel, sizeof(rel), "objects/%.9s", a->d_name);
             r = walk_files(s->dir, rel, fn, ctx);
             continue;
         }

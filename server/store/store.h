@@ -6,6 +6,9 @@
  *                                was stored (YYYYMMDD), the name the first 160
  *                                bits of SHA-256(SOP Instance UID), so no path
  *                                is ever built from request text
+ *   objects/<day>r/<40 hex>.dcm  a replacement stored the same day as the object
+ *                                it replaces (which stays until the new one is
+ *                                indexed)
  *   objects/ab/cd/<40 hex>.dcm   the same in stores written before 0.2 (still
  *                                read, walked and replaced)
  *   tmp/<random>.part            incoming bytes; emptied at every open
@@ -83,9 +86,12 @@ int store_commit(struct store *s, struct store_tmp *t, const char *sop_uid,
 /* store_commit in two steps: the file is made durable and renamed into
  * place; the object counts as stored (may be indexed) only once
  * store_sync_dir() of its path (or of another path in the same directory,
- * called after the rename) has succeeded. */
+ * called after the rename) has succeeded. keep (may be NULL) is the path of
+ * a stored object that must survive until the caller removes it (the one
+ * being replaced): when today's path is that one, the new file goes to the
+ * day's second folder, objects/<day>r/, so nothing is renamed over it. */
 int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop_uid,
-                           char rel[STORE_REL_MAX]);
+                           const char *keep, char rel[STORE_REL_MAX]);
 int store_sync_dir(struct store *s, const char *rel);
 
 

@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import re
+import subprocess
 import sys
 import threading
 import warnings
@@ -413,6 +414,39 @@ def test_conflicting_object_refused_unless_overwrite():
         H.eq(s2.stow([data])[0], 200, 'overwrite allowed by config')
         st, _, body = s2.get('/dicomweb/instances?PatientID=SCSGERM&includefield=all')
         H.eq(s2.get_json('/status')['instances'], 1, 'replaced, not added')
+        # a replacement stored the same day never renames over the file it
+        # replaces (objects/<day>r/ then back to objects/<day>/); the old one
+        # goes once the new one is indexed; reindex finds both folders
+        ds = pydicom.dcmread(path)
+        url = '/dicomweb/studies/%s/series/%s/instances/%s' % (
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        acc = {'Accept': 'multipart/related; type="application/dicom"; transfer-syntax=*'}
+
+        def files():
+            return sorted(os.path.relpath(os.path.join(d, f), s2.data)
+                          for d, _, fs in os.walk(os.path.join(s2.data, 'objects')) for f in fs)
+
+        def served():
+            st, h, b = s2.get(url, headers=acc)
+            H.eq(st, 200, 'retrieve')
+            return b
+        third = modified_copy(path, b'THIRD')
+        H.eq(len(files()), 1, 'one file after the second version: %s' % files())
+        H.check(data in served(), 'the second version is served')
+        for version, label in ((third, 'third'), (data, 'second again')):
+            before = files()
+            H.eq(s2.stow([version])[0], 200, 'replaced by the %s version' % label)
+            H.eq(len(files()), 1, 'one file after the %s version: %s' % (label, files()))
+            H.check(files() != before, 'the %s version was not renamed over the file it '
+                    'replaced: %s' % (label, files()))
+            H.check(version in served(), 'the %s version is served' % label)
+        s2.stop()
+        p = subprocess.run([H.BIN, 'reindex', '--data', s2.data], capture_output=True, text=True,
+                           timeout=120)
+        H.eq(p.returncode, 0, 'reindex: %s %s' % (p.stdout, p.stderr))
+        s2.start()
+        H.eq(s2.get_json('/status')['instances'], 1, 'one instance after reindex')
+        H.check(data in served(), 'the last version after reindex')
 
 
 def test_stow_to_study_url():
