@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "dicom/dcm.h"
 #include "dicom/instance.h"
+#include "dicom/metablob.h"
 #include "dicomweb/ingest.h"
 #include "index/index.h"
 #include "store/store.h"
@@ -245,6 +246,16 @@ static void fail(struct ingest_result *res, uint16_t code, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The index's form of the instance's JSON (metablob.h), made by the ingest
+ * thread so that the group commit only copies it. */
+static int encode_meta(const struct inst *in, struct buf *mb)
+{
+    buf_init(mb, (size_t)512 << 20);
+    return metablob_encode(in->json.text.data ? in->json.text.data : "{}",
+                           in->json.text.data ? in->json.text.len : 2, in->json.marks,
+                           in->json.n_marks, mb);
+}
+
 static int64_t now_ms(void)
 {
     struct timespec ts;
@@ -289,6 +300,8 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
     bool holding = false;
     int r;
     memset(&in, 0, sizeof(in));
+    struct buf meta;
+    buf_init(&meta, 0);
     int fd = -1;
     r = store_tmp_finish(t);
     if (r < 0) {
@@ -363,6 +376,11 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
     }
     arena_free(a);
 
+    r = encode_meta(&in, &meta);
+    if (r < 0) {
+        fail(res, FAIL_OUT_OF_RESOURCES, "out of memory%s", "");
+        goto out;
+    }
     char rel[STORE_REL_MAX];
     uint64_t size = t->size;
     struct stat st;
@@ -383,7 +401,7 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
             fail(res, FAIL_PROCESSING, "could not write the object to disk%s", "");
         goto out;
     }
-    struct index_put put = {&in, rel, size, now_ms()};
+    struct index_put put = {&in, rel, size, now_ms(), meta.data, meta.len};
     r = index_submit(g, &put, true);
     if (r < 0) {
         /* the file is durable but not indexed: remove it so that nothing
@@ -406,6 +424,7 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
 out:
     if (holding)
         inflight_release(g, in.sop_uid);
+    buf_release(&meta);
     inst_release(&in);
     dcm_file_free(f);
     if (fd >= 0)
@@ -438,8 +457,12 @@ int ingest_existing(struct ingest *g, const char *rel, struct ingest_result *res
                 mtime = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
                 size = (uint64_t)st.st_size;
             }
-            struct index_put put = {&in, rel, size, mtime};
-            int ir = index_submit(g, &put, false);
+            struct buf meta;
+            int ir = encode_meta(&in, &meta);
+            struct index_put put = {&in, rel, size, mtime, meta.data, meta.len};
+            if (ir == 0)
+                ir = index_submit(g, &put, false);
+            buf_release(&meta);
             if (ir < 0)
                 fail(res, FAIL_PROCESSING, "the index could not record %s", rel);
             else

@@ -14,7 +14,6 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "dicom/instance.h"
-#include "dicom/metablob.h"
 #include "dicom/pn.h"
 #include "index/index.h"
 #include "core/banned.h"
@@ -29,6 +28,9 @@ enum stmt_id {
     ST_BEGIN,
     ST_COMMIT,
     ST_ROLLBACK,
+    ST_SAVEPOINT,
+    ST_RELEASE,
+    ST_ROLLBACK_TO,
     ST_PATIENT_UPSERT,
     ST_STUDY_FIND,
     ST_STUDY_ATTRS,
@@ -56,6 +58,9 @@ static const char *const g_sql[ST_COUNT] = {
     [ST_BEGIN] = "BEGIN IMMEDIATE",
     [ST_COMMIT] = "COMMIT",
     [ST_ROLLBACK] = "ROLLBACK",
+    [ST_SAVEPOINT] = "SAVEPOINT item",
+    [ST_RELEASE] = "RELEASE item",
+    [ST_ROLLBACK_TO] = "ROLLBACK TO item",
     [ST_PATIENT_UPSERT] =
         "INSERT INTO patient(patient_id, issuer) VALUES(?1, ?2) "
         "ON CONFLICT(patient_id, issuer) DO UPDATE SET patient_id = excluded.patient_id "
@@ -777,25 +782,15 @@ static int put_one(struct conn *c, const struct index_put *it, struct touched *s
     if ((r = step_pk(c, s, &inst_pk)) < 0)
         return r;
 
-    struct buf mb;
-    buf_init(&mb, (size_t)512 << 20);
-    r = metablob_encode(in->json.text.data ? in->json.text.data : "{}",
-                        in->json.text.data ? in->json.text.len : 2, in->json.marks,
-                        in->json.n_marks, &mb);
-    if (r == 0) {
-        s = stmt(c, ST_DATA_INSERT);
-        if (!s) {
-            r = -EIO;
-        } else {
-            sqlite3_bind_int64(s, 1, inst_pk);
-            bind_blob(s, 2, mb.data, mb.len);
-            bind_blob(s, 3, in->layout_blob.data ? in->layout_blob.data : "",
-                      in->layout_blob.len);
-            r = step_done(c, s);
-        }
-    }
-    buf_release(&mb);
-    return r;
+    if (!it->meta || !it->meta_len)
+        return -EINVAL;
+    s = stmt(c, ST_DATA_INSERT);
+    if (!s)
+        return -EIO;
+    sqlite3_bind_int64(s, 1, inst_pk);
+    bind_blob(s, 2, it->meta, it->meta_len);
+    bind_blob(s, 3, in->layout_blob.data ? in->layout_blob.data : "", in->layout_blob.len);
+    return step_done(c, s);
 }
 
 int index_put_many(struct index *ix, const struct index_put *items, size_t n, int *results)
@@ -810,16 +805,23 @@ int index_put_many(struct index *ix, const struct index_put *items, size_t n, in
     sqlite3_stmt *s = stmt(c, ST_BEGIN);
     int r = s ? step_done(c, s) : -EIO;
     for (size_t i = 0; i < n && r == 0; i++) {
-        if ((r = conn_exec(c, "SAVEPOINT item")) < 0)
+        s = stmt(c, ST_SAVEPOINT);
+        if (!s || (r = step_done(c, s)) < 0) {
+            r = r < 0 ? r : -EIO;
             break;
+        }
         results[i] = put_one(c, &items[i], &series_t, &study_t);
         if (results[i] < 0) {
-            (void)conn_exec(c, "ROLLBACK TO item");
+            s = stmt(c, ST_ROLLBACK_TO);
+            if (s)
+                (void)step_done(c, s);
             if (results[i] == -ENOSPC || results[i] == -ENOMEM)
                 r = results[i];
         }
-        if (r == 0)
-            r = conn_exec(c, "RELEASE item");
+        if (r == 0) {
+            s = stmt(c, ST_RELEASE);
+            r = s ? step_done(c, s) : -EIO;
+        }
     }
     if (r == 0)
         r = recount(c, &series_t, &study_t);

@@ -35,6 +35,8 @@ struct index_put {
     const char *rel_path;   /* store path */
     uint64_t size;          /* file bytes */
     int64_t mtime_ms;       /* creation time to record (ms since epoch) */
+    const void *meta;       /* in's JSON as metablob_encode() made it (borrowed): */
+    size_t meta_len;        /*   encoded by the caller, outside the transaction */
 };
 
 /* Inserts (or replaces, same SOP Instance UID) n instances in one

@@ -165,26 +165,37 @@ int store_tmp_create(struct store *s, struct store_tmp *t)
 
 static int write_all(struct store_tmp *t, const uint8_t *p, size_t len);
 
-/* Writes the staging buffer's whole blocks (all of it when final, padded
- * with zeros to a block; the caller truncates), keeping the rest. */
-static int stage_flush(struct store_tmp *t, bool final)
+/* Writes the staging buffer's whole blocks, keeping the rest. */
+static int stage_flush(struct store_tmp *t)
 {
-    size_t n = t->stage_len;
-    if (final)
-        n = (n + DIO_ALIGN - 1) & ~(size_t)(DIO_ALIGN - 1);
-    else
-        n &= ~(size_t)(DIO_ALIGN - 1);
+    size_t n = t->stage_len & ~(size_t)(DIO_ALIGN - 1);
     if (n == 0)
         return 0;
-    memset(t->stage + t->stage_len, 0, n > t->stage_len ? n - t->stage_len : 0);
     int r = write_all(t, t->stage, n);
     if (r < 0)
         return r;
-    size_t keep = n < t->stage_len ? t->stage_len - n : 0;
-    memmove(t->stage, t->stage + n, keep);
-    t->stage_len = keep;
+    memmove(t->stage, t->stage + n, t->stage_len - n);
+    t->stage_len -= n;
     t->spilled = true;
     return 0;
+}
+
+/* Writes the last partial block through the page cache (O_DIRECT off for
+ * this fd), so the file ends at its size without padding: padding and then
+ * truncating made the kernel read the block back from the disk (to zero
+ * its end) and write it twice. */
+static int stage_write_tail(struct store_tmp *t, const uint8_t *p, size_t len)
+{
+    if (len == 0)
+        return 0;
+    int fl = fcntl(t->fd, F_GETFL);
+    if (fl < 0 || fcntl(t->fd, F_SETFL, fl & ~O_DIRECT) < 0)
+        return -EIO;
+    bool direct = t->direct;
+    t->direct = false;
+    int r = write_all(t, p, len);
+    t->direct = direct;
+    return r;
 }
 
 /* Makes room for len more bytes in the staging buffer (growing it up to
@@ -211,7 +222,7 @@ static int stage_room(struct store_tmp *t, size_t len)
         if (need <= t->stage_cap)
             return 0;
     }
-    return stage_flush(t, false);
+    return stage_flush(t);
 }
 
 int store_tmp_write(struct store_tmp *t, const void *data, size_t len)
@@ -243,22 +254,18 @@ int store_tmp_finish(struct store_tmp *t)
 {
     if (!t->direct || t->finished)
         return 0;
-    int r = 0;
-    if (t->stage_len) {
-        /* the whole object stays in the buffer when it was never spilled */
-        size_t len = t->stage_len;
-        bool whole = !t->spilled;
-        r = stage_flush(t, true);
-        if (r == 0 && whole) {
-            t->stage_len = len;
-            t->spilled = false;
-        }
-    }
-    if (r == 0 && ftruncate(t->fd, (off_t)t->size) < 0)
-        r = errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
+    /* the whole blocks with O_DIRECT, the rest buffered; the whole object
+     * stays in the buffer when it was never spilled (parsed from there) */
+    size_t len = t->stage_len, blocks = len & ~(size_t)(DIO_ALIGN - 1);
+    int r = blocks ? write_all(t, t->stage, blocks) : 0;
     if (r == 0)
-        t->finished = true;
-    return r;
+        r = stage_write_tail(t, t->stage + blocks, len - blocks);
+    if (r < 0)
+        return r;
+    if (t->spilled)
+        t->stage_len = 0;
+    t->finished = true;
+    return 0;
 }
 
 const void *store_tmp_mem(const struct store_tmp *t, size_t *len)
