@@ -25,6 +25,7 @@
 #include "dicomweb/ingest.h"
 #include "dicomweb/inst_cache.h"
 #include "dicomweb/meta_disk.h"
+#include "dicomweb/recover.h"
 #include "http/http.h"
 #include "index/index.h"
 #include "render/cache.h"
@@ -111,6 +112,20 @@ static void close_app(struct app *app)
     store_close(app->store);
 }
 
+/* Indexes again what an unclean stop took from the index (recover.h). */
+static int recover_index(struct app *app)
+{
+    struct recover_stats st;
+    int r = recover_recent(app->store, app->index, app->ingest, &st);
+    if (r < 0)
+        log_error("recovery: cannot check the recent objects against the index (%s)",
+                  strerror(-r));
+    else if (st.indexed || st.failed)
+        log_warn("recovery: %lu recent objects checked, %lu indexed again, %lu failed",
+                 st.files, st.indexed, st.failed);
+    return r;
+}
+
 static int cmd_serve(struct app *app)
 {
     /* a fixed mmap threshold: large response buffers go back to the system
@@ -136,6 +151,8 @@ static int cmd_serve(struct app *app)
     r = index_recover(app->index, unlink_cb, app->store);
     if (r < 0)
         log_warn("could not finish interrupted deletes (%d); will retry at next start", r);
+    if (recover_index(app) < 0)
+        return 1;
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
     struct sandbox *sb = NULL;
     /* yingyun-codec-worker sits next to this executable */
@@ -352,7 +369,7 @@ static int cmd_import(struct app *app, int argc, char **argv, const int *pos, in
         fprintf(stderr, "import: give one or more files or folders\n");
         return 2;
     }
-    if (open_app(app, false) < 0)
+    if (open_app(app, false) < 0 || recover_index(app) < 0)
         return 1;
     static struct import_stats st;
     st.app = app;

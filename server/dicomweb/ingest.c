@@ -401,7 +401,8 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
             fail(res, FAIL_PROCESSING, "could not write the object to disk%s", "");
         goto out;
     }
-    struct index_put put = {&in, rel, size, now_ms(), meta.data, meta.len};
+    /* a replacement's row must be durable before the replaced file goes */
+    struct index_put put = {&in, rel, size, now_ms(), meta.data, meta.len, old_rel[0] != 0};
     r = index_submit(g, &put, true);
     if (r < 0) {
         /* the file is durable but not indexed: remove it so that nothing
@@ -433,7 +434,44 @@ out:
     return r;
 }
 
+/* Whether the index holds sop_uid with an object that is still stored
+ * (*rel_is_it: at rel). */
+static int indexed_elsewhere(struct ingest *g, const char *sop_uid, const char *rel,
+                             bool *held, bool *rel_is_it)
+{
+    *held = *rel_is_it = false;
+    struct arena *a = arena_new(0);
+    if (!a)
+        return -ENOMEM;
+    struct index_instance row;
+    int r = index_get_instance(g->ix, sop_uid, false, a, &row);
+    if (r == 0) {
+        *rel_is_it = strcmp(row.rel_path, rel) == 0;
+        int fd;
+        if (!*rel_is_it && store_open_object(g->store, row.rel_path, &fd) == 0) {
+            close(fd);
+            *held = true;
+        }
+    }
+    arena_free(a);
+    return r == -ENOENT ? 0 : r;
+}
+
+static int index_stored(struct ingest *g, const char *rel, bool recovering,
+                        struct ingest_result *res);
+
 int ingest_existing(struct ingest *g, const char *rel, struct ingest_result *res)
+{
+    return index_stored(g, rel, false, res);
+}
+
+int ingest_recover(struct ingest *g, const char *rel, struct ingest_result *res)
+{
+    return index_stored(g, rel, true, res);
+}
+
+static int index_stored(struct ingest *g, const char *rel, bool recovering,
+                        struct ingest_result *res)
 {
     memset(res, 0, sizeof(*res));
     int fd;
@@ -447,8 +485,20 @@ int ingest_existing(struct ingest *g, const char *rel, struct ingest_result *res
     memset(&in, 0, sizeof(in));
     r = parse_and_extract(fd, NULL, 0, &f, &in, res);
     if (r == 0) {
+        bool held = false, known = false;
+        int kr = recovering ? indexed_elsewhere(g, in.sop_uid, rel, &held, &known) : 0;
         if (!store_name_matches(rel, in.sop_uid)) {
             fail(res, FAIL_DATASET_MISMATCH, "%s is not stored under its SOP Instance UID", rel);
+        } else if (kr < 0) {
+            fail(res, FAIL_PROCESSING, "index lookup failed for %s", rel);
+            r = kr;
+        } else if (known || held) {
+            /* indexed already, or a replacement whose commit was lost: its
+             * client was not answered (a replacement's commit is durable
+             * before the answer), and the object it replaced stays */
+            res->outcome = INGEST_DUPLICATE;
+            snprintf(res->reason, sizeof(res->reason), "%s",
+                     known ? "indexed" : "another stored file holds this SOP Instance UID");
         } else {
             struct stat st;
             int64_t mtime = 0;
@@ -459,7 +509,7 @@ int ingest_existing(struct ingest *g, const char *rel, struct ingest_result *res
             }
             struct buf meta;
             int ir = encode_meta(&in, &meta);
-            struct index_put put = {&in, rel, size, mtime, meta.data, meta.len};
+            struct index_put put = {&in, rel, size, mtime, meta.data, meta.len, false};
             if (ir == 0)
                 ir = index_submit(g, &put, false);
             buf_release(&meta);

@@ -78,5 +78,9 @@ void ingest_batch_free(struct ingest_batch *b);
 
 /* Indexes an object that is already in the store (reindex). */
 int ingest_existing(struct ingest *g, const char *rel, struct ingest_result *res);
+/* The same for an object the index may have lost (recover.h): indexed only
+ * when the index has no row for its SOP Instance UID or its row's file is
+ * gone; else res->outcome is INGEST_DUPLICATE and nothing changes. */
+int ingest_recover(struct ingest *g, const char *rel, struct ingest_result *res);
 
 #endif

@@ -31,6 +31,8 @@ enum stmt_id {
     ST_SAVEPOINT,
     ST_RELEASE,
     ST_ROLLBACK_TO,
+    ST_SYNC_NORMAL,
+    ST_SYNC_FULL,
     ST_PATIENT_UPSERT,
     ST_STUDY_FIND,
     ST_STUDY_ATTRS,
@@ -61,6 +63,8 @@ static const char *const g_sql[ST_COUNT] = {
     [ST_SAVEPOINT] = "SAVEPOINT item",
     [ST_RELEASE] = "RELEASE item",
     [ST_ROLLBACK_TO] = "ROLLBACK TO item",
+    [ST_SYNC_NORMAL] = "PRAGMA synchronous=NORMAL",
+    [ST_SYNC_FULL] = "PRAGMA synchronous=FULL",
     [ST_PATIENT_UPSERT] =
         "INSERT INTO patient(patient_id, issuer) VALUES(?1, ?2) "
         "ON CONFLICT(patient_id, issuer) DO UPDATE SET patient_id = excluded.patient_id "
@@ -275,6 +279,16 @@ static void release(struct index *ix, struct conn *c)
     pthread_mutex_lock(&ix->lock);
     c->next = ix->free_list;
     ix->free_list = c;
+    pthread_cond_signal(&ix->cond);
+    pthread_mutex_unlock(&ix->lock);
+}
+
+/* Closes a pooled connection instead of returning it. */
+static void drop(struct index *ix, struct conn *c)
+{
+    conn_free(c);
+    pthread_mutex_lock(&ix->lock);
+    ix->n_conns--;
     pthread_cond_signal(&ix->cond);
     pthread_mutex_unlock(&ix->lock);
 }
@@ -802,7 +816,15 @@ int index_put_many(struct index *ix, const struct index_put *items, size_t n, in
         return -EIO;
     }
     struct touched series_t = {0}, study_t = {0};
-    sqlite3_stmt *s = stmt(c, ST_BEGIN);
+    /* connections sync every commit (FULL) but while committing a batch
+     * that may be lost (index.h) */
+    bool lazy = true;
+    for (size_t i = 0; i < n; i++)
+        lazy = lazy && !items[i].durable;
+    sqlite3_stmt *s = lazy ? stmt(c, ST_SYNC_NORMAL) : NULL;
+    if (s)
+        (void)step_done(c, s);
+    s = stmt(c, ST_BEGIN);
     int r = s ? step_done(c, s) : -EIO;
     for (size_t i = 0; i < n && r == 0; i++) {
         s = stmt(c, ST_SAVEPOINT);
@@ -839,6 +861,45 @@ int index_put_many(struct index *ix, const struct index_put *items, size_t n, in
     free(series_t.v);
     free(study_t.v);
     atomic_fetch_add(&ix->write_gen, 1);
+    s = lazy ? stmt(c, ST_SYNC_FULL) : NULL;
+    if (lazy && (!s || step_done(c, s) < 0)) {
+        /* a connection that might not sync must not serve another write */
+        log_error("index: cannot restore synchronous=FULL; connection closed");
+        drop(ix, c);
+    } else {
+        release(ix, c);
+    }
+    return r;
+}
+
+int index_recent_paths(struct index *ix, int64_t window_ms, int64_t *newest_ms,
+                       int (*fn)(void *ctx, const char *rel), void *ctx)
+{
+    *newest_ms = 0;
+    struct conn *c = acquire(ix);
+    if (!c)
+        return -EIO;
+    sqlite3_stmt *s = NULL;
+    int r = 0;
+    if (sqlite3_prepare_v2(c->db, "SELECT created_ms, rel_path FROM instance ORDER BY pk DESC",
+                           -1, &s, NULL) != SQLITE_OK) {
+        release(ix, c);
+        return -EIO;
+    }
+    int rc = SQLITE_DONE;
+    while (r == 0 && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        int64_t ms = sqlite3_column_int64(s, 0);
+        if (*newest_ms == 0)
+            *newest_ms = ms > 0 ? ms : 1;
+        else if (ms < *newest_ms - window_ms)
+            break;
+        const char *rel = (const char *)sqlite3_column_text(s, 1);
+        if (rel)
+            r = fn(ctx, rel);
+    }
+    if (r == 0 && rc != SQLITE_ROW && rc != SQLITE_DONE)
+        r = -EIO;
+    sqlite3_finalize(s);
     release(ix, c);
     return r;
 }

@@ -37,6 +37,7 @@ struct index_put {
     int64_t mtime_ms;       /* creation time to record (ms since epoch) */
     const void *meta;       /* in's JSON as metablob_encode() made it (borrowed): */
     size_t meta_len;        /*   encoded by the caller, outside the transaction */
+    bool durable;           /* the commit must be durable when it returns */
 };
 
 /* Inserts (or replaces, same SOP Instance UID) n instances in one
@@ -44,8 +45,23 @@ struct index_put {
  * item has its own savepoint: results[i] is 0, or -EEXIST (its series UID
  * belongs to another study), -ENOSPC, -EIO. The return value is 0 when the
  * transaction committed (whatever the items), else the commit error (then
- * every result is that error). */
+ * every result is that error).
+ *
+ * Unless an item is durable, the commit does not sync the write-ahead log
+ * (synchronous=NORMAL): it is visible at once and survives a crash of the
+ * process, but an OS crash or power loss may take it (never a part of it).
+ * The caller makes each file durable before indexing it, so such a loss
+ * takes rows, never objects: recover.h indexes them again at the next start.
+ * Every other write (deletes) syncs, and so makes every earlier commit
+ * durable. */
 int index_put_many(struct index *ix, const struct index_put *items, size_t n, int *results);
+
+/* For recovery (recover.h): *newest_ms receives the creation time of the
+ * newest instance row (0 when there is none); then fn(ctx, rel_path) is
+ * called for the rows from the newest back while their creation time is at
+ * least *newest_ms - window_ms. Stops when fn returns non-zero (returned). */
+int index_recent_paths(struct index *ix, int64_t window_ms, int64_t *newest_ms,
+                       int (*fn)(void *ctx, const char *rel), void *ctx);
 
 /* What is stored for a SOP Instance UID. Strings in arena a. */
 struct index_instance {

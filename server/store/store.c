@@ -534,7 +534,22 @@ static int walk_files(const char *dir, const char *rel_dir, int (*fn)(void *ctx,
     return r;
 }
 
+static int walk(struct store *s, uint32_t since_day, bool legacy,
+                int (*fn)(void *ctx, const char *rel), void *ctx);
+
 int store_walk(struct store *s, int (*fn)(void *ctx, const char *rel), void *ctx)
+{
+    return walk(s, 0, true, fn, ctx);
+}
+
+int store_walk_since(struct store *s, uint32_t since_day, int (*fn)(void *ctx, const char *rel),
+                     void *ctx)
+{
+    return walk(s, since_day, false, fn, ctx);
+}
+
+static int walk(struct store *s, uint32_t since_day, bool legacy,
+                int (*fn)(void *ctx, const char *rel), void *ctx)
 {
     char p1[4096], p2[4096];
     snprintf(p1, sizeof(p1), "%s/objects", s->dir);
@@ -548,11 +563,14 @@ int store_walk(struct store *s, int (*fn)(void *ctx, const char *rel), void *ctx
         char rel[STORE_REL_MAX];
         if ((la == 8 || (la == 9 && a->d_name[8] == 'r')) &&
             strspn(a->d_name, "0123456789") == 8) { /* objects/<day>[r]/<40>.dcm */
+            if (strtoul(a->d_name, NULL, 10) < since_day)
+                continue;
             snprintf(rel, sizeof(rel), "objects/%.9s", a->d_name);
             r = walk_files(s->dir, rel, fn, ctx);
             continue;
         }
-        if (la != 2 || !hex_name(a->d_name, 2)) /* objects/ab/cd/<40>.dcm (before 0.2) */
+        /* objects/ab/cd/<40>.dcm (before 0.2) */
+        if (!legacy || la != 2 || !hex_name(a->d_name, 2))
             continue;
         if (snprintf(p2, sizeof(p2), "%s/%s", p1, a->d_name) >= (int)sizeof(p2))
             continue;

@@ -106,6 +106,10 @@ int store_same_content(struct store *s, struct store_tmp *t, const char *rel, bo
 /* Calls fn for every stored object (relative path); stops when fn returns
  * non-zero and returns that value. */
 int store_walk(struct store *s, int (*fn)(void *ctx, const char *rel), void *ctx);
+/* The same for the day folders of since_day (YYYYMMDD, UTC) and later only
+ * (<day> and <day>r; not the folders of before 0.2). */
+int store_walk_since(struct store *s, uint32_t since_day, int (*fn)(void *ctx, const char *rel),
+                     void *ctx);
 
 /* The data directory (borrowed). */
 const char *store_dir(const struct store *s);

@@ -1,0 +1,150 @@
+/* recover.c - see recover.h. */
+#include "core/common.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "dicomweb/ingest.h"
+#include "dicomweb/recover.h"
+#include "index/index.h"
+#include "store/store.h"
+#include "core/banned.h"
+
+#define DAY_MS (24LL * 3600 * 1000)
+/* day folders walked before the newest surviving row's (clock steps, UTC) */
+#define FOLDER_DAYS 2
+/* rows read back: every row of the folders walked, with room to spare */
+#define ROW_WINDOW_MS ((FOLDER_DAYS + 2) * DAY_MS)
+
+/* "objects/<day>[r]/<40 hex>.dcm" as a fixed key */
+struct key {
+    uint32_t day; /* YYYYMMDD * 2 + 1 for the "r" folder */
+    uint8_t name[20];
+};
+
+struct keys {
+    struct key *v;
+    size_t n, cap;
+};
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+/* Parses a day-folder path; false for any other (the layout before 0.2). */
+static bool key_of(const char *rel, struct key *k)
+{
+    static const char pre[] = "objects/";
+    if (strncmp(rel, pre, sizeof(pre) - 1) != 0)
+        return false;
+    const char *p = rel + sizeof(pre) - 1;
+    uint32_t day = 0;
+    for (int i = 0; i < 8; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        day = day * 10 + (uint32_t)(p[i] - '0');
+    }
+    p += 8;
+    bool r = *p == 'r';
+    p += r;
+    if (*p++ != '/')
+        return false;
+    for (int i = 0; i < 20; i++) {
+        int hi = hexval(p[2 * i]), lo = hexval(p[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        k->name[i] = (uint8_t)(hi << 4 | lo);
+    }
+    if (strcmp(p + 40, ".dcm") != 0)
+        return false;
+    k->day = day * 2 + r;
+    return true;
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    const struct key *x = a, *y = b;
+    if (x->day != y->day)
+        return x->day < y->day ? -1 : 1;
+    return memcmp(x->name, y->name, sizeof(x->name));
+}
+
+static int add_row(void *ctx, const char *rel)
+{
+    struct keys *ks = ctx;
+    struct key k;
+    if (!key_of(rel, &k))
+        return 0;
+    if (ks->n == ks->cap) {
+        size_t cap = ks->cap ? ks->cap * 2 : 4096;
+        struct key *nv = realloc(ks->v, cap * sizeof(*nv));
+        if (!nv)
+            return -ENOMEM;
+        ks->v = nv;
+        ks->cap = cap;
+    }
+    ks->v[ks->n++] = k;
+    return 0;
+}
+
+struct walk_ctx {
+    const struct keys *ks;
+    struct ingest *g;
+    struct recover_stats *st;
+};
+
+static int check_file(void *ctx, const char *rel)
+{
+    struct walk_ctx *w = ctx;
+    struct key k;
+    w->st->files++;
+    if (!key_of(rel, &k) || bsearch(&k, w->ks->v, w->ks->n, sizeof(k), key_cmp))
+        return 0;
+    struct ingest_result res;
+    int r = ingest_recover(w->g, rel, &res);
+    if (res.outcome == INGEST_STORED) {
+        w->st->indexed++;
+        log_warn("recovery: %s was stored but not indexed (unclean stop): indexed", rel);
+    } else if (res.outcome == INGEST_FAILED) {
+        w->st->failed++;
+        log_error("recovery: %s could not be indexed: %s", rel, res.reason);
+    }
+    return r == -ENOSPC || r == -ENOMEM ? r : 0;
+}
+
+int recover_recent(struct store *s, struct index *ix, struct ingest *g, struct recover_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    struct keys ks = {0};
+    int64_t newest = 0;
+    int r = index_recent_paths(ix, ROW_WINDOW_MS, &newest, add_row, &ks);
+    if (r < 0) {
+        free(ks.v);
+        return r;
+    }
+    if (ks.n)
+        qsort(ks.v, ks.n, sizeof(*ks.v), key_cmp);
+    /* an empty index: every day folder */
+    uint32_t since = 0;
+    if (newest > 0) {
+        time_t t = (time_t)((newest - FOLDER_DAYS * DAY_MS) / 1000);
+        struct tm tm;
+        if (gmtime_r(&t, &tm))
+            since = (uint32_t)((tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday);
+    }
+    struct walk_ctx w = {&ks, g, st};
+    r = store_walk_since(s, since, check_file, &w);
+    free(ks.v);
+    if (r == -ENOENT)
+        r = 0; /* no objects folder yet */
+    return r;
+}
