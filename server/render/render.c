@@ -564,6 +564,47 @@ static int palette_to_rgb(const struct render_info *ri, const uint8_t *px, size_
 }
 
 /* Grayscale frame to 8 bits through modality, VOI and presentation. */
+/* Little-endian 16-bit sample i, masked, XOR flip (signed values in offset
+ * binary keep their order). */
+static inline uint16_t u16_at(const uint8_t *px, size_t i, uint16_t mask, uint16_t flip)
+{
+    uint16_t x;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(&x, px + 2 * i, 2);
+#else
+    x = (uint16_t)(px[2 * i] | px[2 * i + 1] << 8);
+#endif
+    return (uint16_t)((x & mask) ^ flip);
+}
+
+/* The two hot loops of rendering 16-bit images, vectorised (-O2 does not
+ * vectorise reductions): min and max of the samples, then the LUT. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define YY_VECTORISE __attribute__((optimize("O3")))
+#else
+#define YY_VECTORISE
+#endif
+
+YY_VECTORISE static void minmax16(const uint8_t *px, size_t n, uint16_t mask, uint16_t flip,
+                                  uint16_t *lo, uint16_t *hi)
+{
+    uint16_t a = 0xFFFF, b = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint16_t x = u16_at(px, i, mask, flip);
+        a = x < a ? x : a;
+        b = x > b ? x : b;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+YY_VECTORISE static void lut16(const uint8_t *px, size_t n, uint16_t mask, uint16_t flip,
+                               uint16_t base, const uint8_t *lut, uint8_t *g)
+{
+    for (size_t i = 0; i < n; i++)
+        g[i] = lut[(uint16_t)(u16_at(px, i, mask, flip) - base)];
+}
+
 static int gray_to_8(const struct render_info *ri, const uint8_t *px, size_t len,
                      const char *pi, const struct render_params *p, uint8_t *g)
 {
@@ -623,32 +664,42 @@ static int gray_to_8(const struct render_info *ri, const uint8_t *px, size_t len
     /* integer data: a lookup table over the stored range when it is small */
     unsigned bs = ri->bits_stored ? ri->bits_stored : ba;
     if (!ri->float_data && bs <= 16) {
-        /* stored values once into int32 (fast paths for the common
-         * containers), then a LUT spanning only the values present */
-        int32_t *v = malloc(n * sizeof(*v));
-        if (!v)
-            return -ENOMEM;
+        /* a LUT spanning only the stored values present; 16-bit samples
+         * whose high bit is the top stored bit (nearly every CT and MR) are
+         * read twice in place, others go once into int32 first */
         unsigned hb1 = (unsigned)ri->high_bit + 1;
-        if (ba == 16 && hb1 == bs) {
-            const uint16_t mask = (uint16_t)(bs == 16 ? 0xFFFF : (1u << bs) - 1);
-            const int32_t sign = bs == 16 ? 0x8000 : (int32_t)(1u << (bs - 1));
-            for (size_t i = 0; i < n; i++) {
-                int32_t x = (uint16_t)(px[2 * i] | px[2 * i + 1] << 8) & mask;
-                if (ri->pixrep)
-                    x = (x ^ sign) - sign;
-                v[i] = x;
-            }
-        } else if (ba == 8 && bs == 8) {
-            for (size_t i = 0; i < n; i++)
-                v[i] = ri->pixrep ? (int8_t)px[i] : px[i];
-        } else {
-            for (size_t i = 0; i < n; i++)
-                v[i] = (int32_t)sample(ri, px, i);
-        }
+        bool in_place = ba == 16 && hb1 == bs;
+        const uint16_t mask = (uint16_t)(bs == 16 ? 0xFFFF : (1u << bs) - 1);
+        const int32_t sign = bs == 16 ? 0x8000 : (int32_t)(1u << (bs - 1));
+        int32_t *v = NULL;
         int32_t lo = INT32_MAX, hi = INT32_MIN;
-        for (size_t i = 0; i < n; i++) {
-            lo = v[i] < lo ? v[i] : lo;
-            hi = v[i] > hi ? v[i] : hi;
+        /* in place, LUT index = (x ^ flip) - base, x the masked raw value:
+         * signed values in offset binary keep their order */
+        const uint16_t flip = ri->pixrep ? (uint16_t)sign : 0;
+        uint16_t base = 0;
+        if (in_place) {
+            uint16_t a, b;
+            minmax16(px, n, mask, flip, &a, &b);
+            if (n) {
+                lo = (int32_t)a - (ri->pixrep ? sign : 0);
+                hi = (int32_t)b - (ri->pixrep ? sign : 0);
+                base = a;
+            }
+        } else {
+            v = malloc(n * sizeof(*v));
+            if (!v)
+                return -ENOMEM;
+            if (ba == 8 && bs == 8) {
+                for (size_t i = 0; i < n; i++)
+                    v[i] = ri->pixrep ? (int8_t)px[i] : px[i];
+            } else {
+                for (size_t i = 0; i < n; i++)
+                    v[i] = (int32_t)sample(ri, px, i);
+            }
+            for (size_t i = 0; i < n; i++) {
+                lo = v[i] < lo ? v[i] : lo;
+                hi = v[i] > hi ? v[i] : hi;
+            }
         }
         if (hi < lo) /* no pixels */
             lo = hi = 0;
@@ -678,8 +729,12 @@ static int gray_to_8(const struct render_info *ri, const uint8_t *px, size_t len
                 y = 1 - y;
             lut[k] = clamp8(y * 255.0);
         }
-        for (size_t i = 0; i < n; i++)
-            g[i] = lut[v[i] - lo];
+        if (in_place) {
+            lut16(px, n, mask, flip, base, lut, g);
+        } else {
+            for (size_t i = 0; i < n; i++)
+                g[i] = lut[v[i] - lo];
+        }
         free(lut);
         free(v);
         return 0;
