@@ -133,14 +133,19 @@ int recover_recent(struct store *s, struct index *ix, struct ingest *g, struct r
     }
     if (ks.n)
         qsort(ks.v, ks.n, sizeof(*ks.v), key_cmp);
-    /* an empty index: every day folder */
-    uint32_t since = 0;
-    if (newest > 0) {
-        time_t t = (time_t)((newest - FOLDER_DAYS * DAY_MS) / 1000);
-        struct tm tm;
-        if (gmtime_r(&t, &tm))
-            since = (uint32_t)((tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday);
+    /* an empty index (every commit lost, or a new index beside old
+     * objects, which `yingyun reindex` is for): the days before today */
+    int64_t ref = newest;
+    if (ref <= 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ref = (int64_t)ts.tv_sec * 1000;
     }
+    uint32_t since = 0;
+    time_t t = (time_t)((ref - FOLDER_DAYS * DAY_MS) / 1000);
+    struct tm tm;
+    if (gmtime_r(&t, &tm))
+        since = (uint32_t)((tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday);
     struct walk_ctx w = {&ks, g, st};
     r = store_walk_since(s, since, check_file, &w);
     free(ks.v);

@@ -6,9 +6,10 @@
  * write-ahead log (index_put_many); each file was made durable before its
  * row was written (ingest.h), so such a loss takes rows, never objects, and
  * only rows newer than the newest row that survived. recover_recent() walks
- * the store's day folders from two days before that row on and indexes every
- * object the index does not know (ingest_recover). When nothing was lost it
- * costs one read of the recent rows and of those folders' names.
+ * the store's day folders from two days before that row on (before today,
+ * when the index is empty) and indexes every object the index does not know
+ * (ingest_recover). When nothing was lost it costs one read of the recent
+ * rows and of those folders' names.
  */
 #ifndef YY_RECOVER_H
 #define YY_RECOVER_H

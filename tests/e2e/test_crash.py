@@ -240,6 +240,63 @@ def test_lost_index_commits_are_recovered():
         s.cleanup()
 
 
+def test_every_commit_lost():
+    """The same when no commit reached the disk at all (an empty index)."""
+    gen = Generator()
+    s = H.Server('--log-level', 'info')
+    s.start()
+    try:
+        batch = [gen.next() for _ in range(3)]
+        H.eq(s.stow([d for _, d in batch])[0], 200, 'STOW')
+        s.kill()
+        for suffix in ('-wal', '-shm'):
+            os.unlink(os.path.join(s.data, 'index.db' + suffix))
+        db = sqlite3.connect(os.path.join(s.data, 'index.db'))
+        try:
+            n = db.execute('SELECT count(*) FROM instance').fetchone()[0]
+        except sqlite3.OperationalError:
+            n = 0  # not even the schema had been checkpointed
+        db.close()
+        H.eq(n, 0, 'nothing durable')
+        s.start()
+        got = listed(s)
+        H.eq(set(got), {sop for sop, _ in batch}, 'all listed after the restart')
+        for sop, data in batch:
+            H.eq(sha(retrieve(s, got[sop])), sha(data), 'byte-identical ' + sop)
+    finally:
+        s.cleanup()
+
+
+def test_recovery_reads_recent_folders_only():
+    """Start-up recovery is bounded: objects of a folder weeks old under a new
+    index are left to `yingyun reindex` (which finds them), so a start never
+    turns into a full reindex."""
+    gen = Generator()
+    s = H.Server('--log-level', 'info')
+    s.start()
+    try:
+        batch = [gen.next() for _ in range(2)]
+        H.eq(s.stow([d for _, d in batch])[0], 200, 'STOW')
+        s.stop()
+        objects = os.path.join(s.data, 'objects')
+        (day,) = os.listdir(objects)
+        old = time.strftime('%Y%m%d', time.gmtime(time.time() - 20 * 86400))
+        os.rename(os.path.join(objects, day), os.path.join(objects, old))
+        for suffix in ('', '-wal', '-shm'):
+            p = os.path.join(s.data, 'index.db' + suffix)
+            if os.path.exists(p):
+                os.unlink(p)
+        s.start()
+        H.eq(listed(s), {}, 'a folder 20 days old is not read at start')
+        s.stop()
+        p = subprocess.run([H.BIN, 'reindex', '--data', s.data], capture_output=True, text=True)
+        H.eq(p.returncode, 0, 'reindex: ' + p.stderr[-500:])
+        s.start()
+        H.eq(set(listed(s)), {sop for sop, _ in batch}, 'reindex finds them')
+    finally:
+        s.cleanup()
+
+
 def test_recovery_never_replaces_an_indexed_object():
     """A file the index does not know, under the name of an indexed instance
     whose file exists (a replacement whose commit was lost: its client got no
@@ -277,5 +334,7 @@ def test_recovery_never_replaces_an_indexed_object():
 
 if __name__ == '__main__':
     sys.exit(H.run([test_lost_index_commits_are_recovered,
+                    test_every_commit_lost,
+                    test_recovery_reads_recent_folders_only,
                     test_recovery_never_replaces_an_indexed_object,
                     test_sigkill_during_concurrent_stow]))
