@@ -107,7 +107,7 @@ static int check_file(void *ctx, const char *rel)
     struct walk_ctx *w = ctx;
     struct key k;
     w->st->files++;
-    if (!key_of(rel, &k) || bsearch(&k, w->ks->v, w->ks->n, sizeof(k), key_cmp))
+    if (!key_of(rel, &k) || (w->ks->n && bsearch(&k, w->ks->v, w->ks->n, sizeof(k), key_cmp)))
         return 0;
     struct ingest_result res;
     int r = ingest_recover(w->g, rel, &res);
