@@ -485,9 +485,9 @@ static int index_stored(struct ingest *g, const char *rel, bool recovering,
     memset(&in, 0, sizeof(in));
     r = parse_and_extract(fd, NULL, 0, &f, &in, res);
     if (r == 0) {
-        bool held = false, known = false;
-        int kr = recovering ? indexed_elsewhere(g, in.sop_uid, rel, &held, &known) : 0;
-        if (!store_name_matches(rel, in.sop_uid)) {
+        bool held = false, known = false, named = store_name_matches(rel, in.sop_uid);
+        int kr = named && recovering ? indexed_elsewhere(g, in.sop_uid, rel, &held, &known) : 0;
+        if (!named) {
             fail(res, FAIL_DATASET_MISMATCH, "%s is not stored under its SOP Instance UID", rel);
         } else if (kr < 0) {
             fail(res, FAIL_PROCESSING, "index lookup failed for %s", rel);

@@ -563,7 +563,6 @@ static int palette_to_rgb(const struct render_info *ri, const uint8_t *px, size_
     return 0;
 }
 
-/* Grayscale frame to 8 bits through modality, VOI and presentation. */
 /* Little-endian 16-bit sample i, masked, XOR flip (signed values in offset
  * binary keep their order). */
 static inline uint16_t u16_at(const uint8_t *px, size_t i, uint16_t mask, uint16_t flip)
@@ -605,6 +604,7 @@ YY_VECTORISE static void lut16(const uint8_t *px, size_t n, uint16_t mask, uint1
         g[i] = lut[(uint16_t)(u16_at(px, i, mask, flip) - base)];
 }
 
+/* Grayscale frame to 8 bits through modality, VOI and presentation. */
 static int gray_to_8(const struct render_info *ri, const uint8_t *px, size_t len,
                      const char *pi, const struct render_params *p, uint8_t *g)
 {

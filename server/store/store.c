@@ -202,7 +202,7 @@ static int stage_write_tail(struct store_tmp *t, const uint8_t *p, size_t len)
  * STAGE_MAX, then writing out whole blocks). */
 static int stage_room(struct store_tmp *t, size_t len)
 {
-    size_t need = t->stage_len + len + DIO_ALIGN; /* + room to pad the last block */
+    size_t need = t->stage_len + len;
     if (need <= t->stage_cap)
         return 0;
     if (t->stage_cap < STAGE_MAX) {
@@ -233,7 +233,7 @@ int store_tmp_write(struct store_tmp *t, const void *data, size_t len)
             int r = stage_room(t, len < STAGE_MAX / 2 ? len : STAGE_MAX / 2);
             if (r < 0)
                 return r;
-            size_t take = t->stage_cap - t->stage_len - DIO_ALIGN;
+            size_t take = t->stage_cap - t->stage_len;
             if (take > len)
                 take = len;
             memcpy(t->stage + t->stage_len, p, take);

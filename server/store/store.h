@@ -19,7 +19,8 @@
  * the same time share their directory, so concurrent commits can share its
  * fsync (store_commit_nodirsync + store_sync_dir). With direct I/O on,
  * temp files are written with O_DIRECT (whole blocks from an aligned
- * buffer, then truncated to size): the same fdatasync makes them durable.
+ * buffer, the last partial block through the page cache): the same
+ * fdatasync makes them durable.
  * Must not: know SQL or HTTP; log above debug.
  */
 #ifndef YY_STORE_H
