@@ -11,6 +11,7 @@
 #include <time.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
@@ -21,11 +22,19 @@
 #include "core/banned.h"
 
 /* Direct I/O: block alignment of buffers, offsets and lengths, and the
- * staging buffer's limit (kept under glibc's mmap threshold of 1 MiB set in
- * main.c, so that buffers are reused from the heap, not mapped anew). */
+ * staging buffer's sizes (256 KiB, 512 KiB, 1 MiB).
+ *
+ * Staging buffers are mapped, not taken from malloc's heap: a STOW thread
+ * allocates one per part and the ingest thread frees it later, while the
+ * request's small allocations settle into the freed holes; a heap then grew
+ * by ~80 MiB of unusable holes during one 1 GiB STOW of 140 KB instances.
+ * A few freed buffers are kept for the next parts (no page faults, no
+ * unmapping on the common path). */
 #define DIO_ALIGN 4096
 #define STAGE_FIRST (256 * 1024)
-#define STAGE_MAX (1024 * 1024 - 16 * 1024)
+#define STAGE_MAX (1024 * 1024)
+#define STAGE_POOL 8                   /* buffers kept */
+#define STAGE_POOL_BYTES (4 << 20)     /* bytes kept */
 
 struct store {
     char *dir;
@@ -34,7 +43,48 @@ struct store {
     _Atomic bool direct;
     pthread_mutex_t day_lock;
     char day[STORE_REL_MAX]; /* objects/<day> known to exist durably */
+    pthread_mutex_t pool_lock;
+    struct {
+        unsigned char *p;
+        size_t cap;
+    } pool[STAGE_POOL];        /* free staging buffers */
+    unsigned n_pool;
+    size_t pool_bytes;
 };
+
+static unsigned char *stage_get(struct store *s, size_t cap)
+{
+    pthread_mutex_lock(&s->pool_lock);
+    for (unsigned i = 0; i < s->n_pool; i++) {
+        if (s->pool[i].cap == cap) {
+            unsigned char *p = s->pool[i].p;
+            s->pool[i] = s->pool[--s->n_pool];
+            s->pool_bytes -= cap;
+            pthread_mutex_unlock(&s->pool_lock);
+            return p;
+        }
+    }
+    pthread_mutex_unlock(&s->pool_lock);
+    void *p = mmap(NULL, cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void stage_put(struct store *s, unsigned char *p, size_t cap)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&s->pool_lock);
+    if (s->n_pool < STAGE_POOL && s->pool_bytes + cap <= STAGE_POOL_BYTES) {
+        s->pool[s->n_pool].p = p;
+        s->pool[s->n_pool].cap = cap;
+        s->n_pool++;
+        s->pool_bytes += cap;
+        p = NULL;
+    }
+    pthread_mutex_unlock(&s->pool_lock);
+    if (p)
+        munmap(p, cap);
+}
 
 static int mkdir_p(const char *path)
 {
@@ -68,6 +118,7 @@ int store_open(const char *data_dir, struct store **out)
     if (!s)
         return -ENOMEM;
     pthread_mutex_init(&s->day_lock, NULL);
+    pthread_mutex_init(&s->pool_lock, NULL);
     s->dir = strdup(data_dir);
     s->dir_fd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (!s->dir || s->dir_fd < 0) {
@@ -97,6 +148,9 @@ void store_close(struct store *s)
     if (s->dir_fd >= 0)
         close(s->dir_fd);
     pthread_mutex_destroy(&s->day_lock);
+    for (unsigned i = 0; i < s->n_pool; i++)
+        munmap(s->pool[i].p, s->pool[i].cap);
+    pthread_mutex_destroy(&s->pool_lock);
     free(s->dir);
     free(s);
 }
@@ -139,6 +193,7 @@ int store_tmp_create(struct store *s, struct store_tmp *t)
     int n = snprintf(t->path, sizeof(t->path), "%s/tmp/%s.part", s->dir, name);
     if (n < 0 || (size_t)n >= sizeof(t->path))
         return -ENAMETOOLONG;
+    t->owner = s;
     t->direct = atomic_load(&s->direct);
     t->fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (t->direct ? O_DIRECT : 0),
                  0640);
@@ -211,12 +266,12 @@ static int stage_room(struct store_tmp *t, size_t len)
             cap *= 2;
         if (cap > STAGE_MAX)
             cap = STAGE_MAX;
-        void *nb = NULL;
-        if (posix_memalign(&nb, DIO_ALIGN, cap) != 0)
+        unsigned char *nb = stage_get(t->owner, cap);
+        if (!nb)
             return -ENOMEM;
         if (t->stage_len)
             memcpy(nb, t->stage, t->stage_len);
-        free(t->stage);
+        stage_put(t->owner, t->stage, t->stage_cap);
         t->stage = nb;
         t->stage_cap = cap;
         if (need <= t->stage_cap)
@@ -308,7 +363,8 @@ void store_tmp_discard(struct store_tmp *t)
     if (t->path[0])
         (void)unlink(t->path);
     t->path[0] = 0;
-    free(t->stage);
+    if (t->stage)
+        stage_put(t->owner, t->stage, t->stage_cap);
     t->stage = NULL;
     t->stage_len = t->stage_cap = 0;
 }

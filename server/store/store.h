@@ -45,8 +45,9 @@ struct store_tmp {
      * buffer and go to the file in whole blocks (O_DIRECT: no page-cache
      * copy); an object that fits stays in it, to be parsed from memory */
     bool direct, spilled, finished;
-    unsigned char *stage;
+    unsigned char *stage;       /* from the store's pool of mapped buffers */
     size_t stage_len, stage_cap;
+    struct store *owner;
     char path[4096];
 };
 
