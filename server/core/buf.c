@@ -43,6 +43,8 @@ void buf_consume(struct buf *b, size_t n)
     b->data[b->len] = '\0';
 }
 
+#define BUF_EXACT_MIN ((size_t)64 << 10)
+
 int buf_reserve(struct buf *b, size_t extra)
 {
     size_t max = b->max_bytes ? b->max_bytes : BUF_DEFAULT_MAX;
@@ -52,6 +54,13 @@ int buf_reserve(struct buf *b, size_t extra)
     if (need <= b->cap)
         return 0;
     size_t cap = b->cap ? b->cap : 64;
+    if (need >= BUF_EXACT_MIN && need - cap >= cap) {
+        /* one large reservation (a frame, a file): what it needs, rounded
+         * to a page, not the next power of two, which for a 512 KiB frame
+         * plus its NUL was 1 MiB: over malloc's mmap threshold, so mapped
+         * and page-faulted anew on every request */
+        cap = need > SIZE_MAX - 4095 ? need : (need + 4095) & ~(size_t)4095;
+    }
     while (cap < need)
         cap = cap > SIZE_MAX / 2 ? need : cap * 2;
     char *p = realloc(b->data, cap);

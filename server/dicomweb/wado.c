@@ -588,20 +588,19 @@ int wado_metadata(struct req *r)
     }
     const char *ctype_json = "application/dicom+json";
     if (!xml && r->app->meta_cache) {
-        /* sent before with the same content and representation */
-        struct buf hit;
-        buf_init(&hit, 0);
+        /* sent before with the same content and representation: sent
+         * from the cache's bytes */
+        const void *hb;
+        size_t hl;
         char type[32];
-        if (render_cache_get(r->app->meta_cache, hex, &hit, type)) {
-            size_t hl;
-            char *hb = buf_detach(&hit, &hl);
-            struct http_resp *resp = http_resp_buffer(hb ? hb : (void *)"", hl, hb == NULL);
+        void *tok = render_cache_borrow(r->app->meta_cache, hex, &hb, &hl, type);
+        if (tok) {
+            struct http_resp *resp = http_resp_lent(hb, hl, render_cache_return, tok);
             if (!resp)
                 return -ENOMEM;
             r->bytes_out += hl;
             return send_metadata(r, resp, ctype_json, gzip, etag, lm);
         }
-        buf_release(&hit);
     }
     int dfd;
     uint64_t doff, dlen;

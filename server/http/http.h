@@ -81,6 +81,10 @@ struct http_resp;
 /* A response from bytes: copied when copy, else data must be malloc'ed and
  * is taken over (freed by the response). NULL on OOM. */
 struct http_resp *http_resp_buffer(void *data, size_t len, bool copy);
+/* A response from bytes owned elsewhere: release(cls) runs once when the
+ * response is done with them (also when it could not be made). */
+struct http_resp *http_resp_lent(const void *data, size_t len, void (*release)(void *),
+                                 void *cls);
 /* A response sending len bytes of fd from off (zero-copy sendfile); the fd
  * is taken over and closed by the response. */
 struct http_resp *http_resp_fd(int fd, uint64_t off, uint64_t len);

@@ -256,6 +256,21 @@ struct http_resp *http_resp_buffer(void *data, size_t len, bool copy)
     return h;
 }
 
+struct http_resp *http_resp_lent(const void *data, size_t len, void (*release)(void *),
+                                 void *cls)
+{
+    struct http_resp *h = calloc(1, sizeof(*h));
+    if (h)
+        h->r = MHD_create_response_from_buffer_with_free_callback_cls(len, (void *)data, release,
+                                                                       cls);
+    if (!h || !h->r) {
+        release(cls);
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
 struct http_resp *http_resp_fd(int fd, uint64_t off, uint64_t len)
 {
     struct http_resp *h = calloc(1, sizeof(*h));

@@ -3,6 +3,7 @@
 #include "core/common.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@ struct entry {
     char type[32];
     size_t len;
     uint8_t *data;
+    atomic_uint refs;          /* 1 while in the cache, +1 per borrower */
 };
 
 struct render_cache {
@@ -70,6 +72,15 @@ static void push_front(struct render_cache *c, struct entry *e)
         c->tail = e;
 }
 
+static void entry_unref(struct entry *e)
+{
+    if (atomic_fetch_sub(&e->refs, 1) != 1)
+        return;
+    free(e->key);
+    free(e->data);
+    free(e);
+}
+
 static void remove_entry(struct render_cache *c, struct entry *e)
 {
     struct entry **pp = &c->buckets[hash(e->key)];
@@ -80,9 +91,7 @@ static void remove_entry(struct render_cache *c, struct entry *e)
     unlink_lru(c, e);
     c->bytes -= e->len + strlen(e->key);
     c->entries--;
-    free(e->key);
-    free(e->data);
-    free(e);
+    entry_unref(e);
 }
 
 void render_cache_free(struct render_cache *c)
@@ -123,6 +132,34 @@ bool render_cache_get(struct render_cache *c, const char *key, struct buf *out, 
     return hit;
 }
 
+void *render_cache_borrow(struct render_cache *c, const char *key, const void **data,
+                          size_t *len, char type[32])
+{
+    if (!c || !c->max_bytes)
+        return NULL;
+    pthread_mutex_lock(&c->lock);
+    struct entry *e = find(c, key);
+    if (e) {
+        atomic_fetch_add(&e->refs, 1);
+        *data = e->data;
+        *len = e->len;
+        snprintf(type, 32, "%s", e->type);
+        unlink_lru(c, e);
+        push_front(c, e);
+        c->hits++;
+    } else {
+        c->misses++;
+    }
+    pthread_mutex_unlock(&c->lock);
+    return e;
+}
+
+void render_cache_return(void *token)
+{
+    if (token)
+        entry_unref(token);
+}
+
 size_t render_cache_max_entry(const struct render_cache *c)
 {
     return c ? (size_t)(c->max_bytes / 4) : 0;
@@ -146,6 +183,7 @@ void render_cache_put(struct render_cache *c, const char *key, const void *data,
     }
     memcpy(e->data, data, len);
     e->len = len;
+    atomic_init(&e->refs, 1);
     snprintf(e->type, sizeof(e->type), "%s", type);
     pthread_mutex_lock(&c->lock);
     struct entry *old = find(c, key);

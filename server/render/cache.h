@@ -5,7 +5,8 @@
  * ETag, which changes with the content).
  *
  * Owns its entries (copies of the bytes). Thread-safe (one mutex; entries
- * are copied out under it). A byte budget of 0 disables it.
+ * are copied out under it, or lent out counted). A byte budget of 0
+ * disables it.
  */
 #ifndef YY_RENDER_CACHE_H
 #define YY_RENDER_CACHE_H
@@ -24,6 +25,15 @@ void render_cache_free(struct render_cache *c);
 /* Copies the entry for key into out (and its media type into type[32]).
  * Returns true on a hit. */
 bool render_cache_get(struct render_cache *c, const char *key, struct buf *out, char type[32]);
+
+/* Lends the entry for key without copying: the bytes stay valid (even
+ * if the entry is evicted meanwhile) until render_cache_return(token).
+ * Returns the token, or NULL on a miss. For large entries sent as they
+ * are (a 6 MB metadata answer copied into a new buffer cost more in page
+ * faults than sending it). */
+void *render_cache_borrow(struct render_cache *c, const char *key, const void **data,
+                          size_t *len, char type[32]);
+void render_cache_return(void *token);
 
 /* Stores a copy (replacing an entry of the same key); evicts the least
  * recently used entries to stay within the budget. Entries larger than a

@@ -114,6 +114,35 @@ static void test_buf_consume(void)
     buf_release(&b);
 }
 
+/* A large reservation gets what it needs (page-rounded), not the next power
+ * of two: a 512 KiB frame plus its NUL must stay under malloc's 1 MiB mmap
+ * threshold (server/main.c), or it is mapped and faulted on every request. */
+static void test_buf_large_reserve(void)
+{
+    struct buf b;
+    buf_init(&b, 0);
+    CHECK_INT_EQ(buf_reserve(&b, 512 * 1024), 0);
+    CHECK(b.cap >= 512 * 1024 + 1);
+    CHECK(b.cap < 1024 * 1024);
+    memset(b.data, 7, 512 * 1024);
+    b.len = 512 * 1024;
+    /* small appends afterwards still grow geometrically */
+    size_t before = b.cap;
+    for (int i = 0; i < 5000; i++)
+        CHECK_INT_EQ(buf_putc(&b, 'x'), 0);
+    CHECK(b.cap >= before);
+    CHECK_INT_EQ(b.len, 512 * 1024 + 5000);
+    CHECK_INT_EQ((unsigned char)b.data[0], 7);
+    CHECK_INT_EQ(b.data[b.len - 1], 'x');
+    CHECK_INT_EQ(b.data[b.len], 0);
+    buf_release(&b);
+    /* small buffers keep the doubling from 64 */
+    buf_init(&b, 0);
+    CHECK_INT_EQ(buf_puts(&b, "abc"), 0);
+    CHECK_INT_EQ(b.cap, 64);
+    buf_release(&b);
+}
+
 int main(void)
 {
     RUN(test_alloc_and_align);
@@ -121,5 +150,6 @@ int main(void)
     RUN(test_hooks);
     RUN(test_buf);
     RUN(test_buf_consume);
+    RUN(test_buf_large_reserve);
     return check_summary();
 }
