@@ -24,6 +24,9 @@
 
 #define INFLIGHT_MAX 4096
 #define GC_WAIT_MS 3 /* longest wait of a group commit for objects being synced */
+#define WORKERS_MAX 16 /* background ingest threads (4 requests x 4 parts at a time) */
+
+struct batch_job;
 
 /* One pending index insert waiting for a group commit. */
 struct gc_item {
@@ -47,6 +50,15 @@ struct ingest {
     struct gc_item *queue, **queue_tail;
     bool leader;
     unsigned syncing; /* objects between their file sync and index_submit */
+    /* the workers of ingest_batch: started on demand up to WORKERS_MAX and
+     * kept until ingest_free (a thread per part cost a clone, a stack and
+     * a teardown per instance) */
+    pthread_mutex_t jobs_lock;
+    pthread_cond_t jobs_cond;
+    struct batch_job *jobs, **jobs_tail;
+    unsigned n_jobs, n_idle, n_workers;
+    bool stopping;
+    pthread_t workers[WORKERS_MAX];
 };
 
 int ingest_new(struct store *s, struct index *ix, const struct ingest_opts *o,
@@ -62,6 +74,9 @@ int ingest_new(struct store *s, struct index *ix, const struct ingest_opts *o,
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->cond, NULL);
     g->queue_tail = &g->queue;
+    pthread_mutex_init(&g->jobs_lock, NULL);
+    pthread_cond_init(&g->jobs_cond, NULL);
+    g->jobs_tail = &g->jobs;
     *out = g;
     return 0;
 }
@@ -70,6 +85,15 @@ void ingest_free(struct ingest *g)
 {
     if (!g)
         return;
+    /* every batch was waited for by its request: the queue is empty */
+    pthread_mutex_lock(&g->jobs_lock);
+    g->stopping = true;
+    pthread_cond_broadcast(&g->jobs_cond);
+    pthread_mutex_unlock(&g->jobs_lock);
+    for (unsigned i = 0; i < g->n_workers; i++)
+        pthread_join(g->workers[i], NULL);
+    pthread_mutex_destroy(&g->jobs_lock);
+    pthread_cond_destroy(&g->jobs_cond);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->cond);
     free(g);
@@ -543,6 +567,7 @@ struct batch_job {
     struct store_tmp t;
     const char *study;
     struct ingest_result *res;
+    struct batch_job *next;
 };
 
 int ingest_batch_new(struct ingest *g, unsigned max_running, struct ingest_batch **out)
@@ -558,9 +583,8 @@ int ingest_batch_new(struct ingest *g, unsigned max_running, struct ingest_batch
     return 0;
 }
 
-static void *batch_thread(void *arg)
+static void run_job(struct batch_job *j)
 {
-    struct batch_job *j = arg;
     struct ingest_batch *b = j->b;
     (void)ingest_tmp(b->g, &j->t, j->study, j->res);
     free(j);
@@ -568,7 +592,57 @@ static void *batch_thread(void *arg)
     b->running--;
     pthread_cond_broadcast(&b->cond);
     pthread_mutex_unlock(&b->lock);
+}
+
+static void *worker_main(void *arg)
+{
+    struct ingest *g = arg;
+    pthread_mutex_lock(&g->jobs_lock);
+    for (;;) {
+        while (!g->jobs && !g->stopping) {
+            g->n_idle++;
+            pthread_cond_wait(&g->jobs_cond, &g->jobs_lock);
+            g->n_idle--;
+        }
+        struct batch_job *j = g->jobs;
+        if (!j)
+            break; /* stopping */
+        g->jobs = j->next;
+        if (!g->jobs)
+            g->jobs_tail = &g->jobs;
+        g->n_jobs--;
+        pthread_mutex_unlock(&g->jobs_lock);
+        run_job(j);
+        pthread_mutex_lock(&g->jobs_lock);
+    }
+    pthread_mutex_unlock(&g->jobs_lock);
     return NULL;
+}
+
+/* Queues j for a worker, starting one when none is free. False when there
+ * is no worker at all (the caller ingests in its own thread). */
+static bool queue_job(struct ingest *g, struct batch_job *j)
+{
+    pthread_mutex_lock(&g->jobs_lock);
+    if (g->n_jobs >= g->n_idle && g->n_workers < WORKERS_MAX) {
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        /* the parser recurses into nested sequences (bounded depth) */
+        pthread_attr_setstacksize(&at, (size_t)1 << 20);
+        if (pthread_create(&g->workers[g->n_workers], &at, worker_main, g) == 0)
+            g->n_workers++;
+        pthread_attr_destroy(&at);
+    }
+    bool queued = g->n_workers > 0;
+    if (queued) {
+        j->next = NULL;
+        *g->jobs_tail = j;
+        g->jobs_tail = &j->next;
+        g->n_jobs++;
+        pthread_cond_signal(&g->jobs_cond);
+    }
+    pthread_mutex_unlock(&g->jobs_lock);
+    return queued;
 }
 
 void ingest_batch_add(struct ingest_batch *b, struct store_tmp *t, const char *expected_study,
@@ -585,15 +659,7 @@ void ingest_batch_add(struct ingest_batch *b, struct store_tmp *t, const char *e
             pthread_cond_wait(&b->cond, &b->lock);
         b->running++;
         pthread_mutex_unlock(&b->lock);
-        pthread_attr_t at;
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        /* the parser recurses into nested sequences (bounded depth) */
-        pthread_attr_setstacksize(&at, (size_t)1 << 20);
-        pthread_t th;
-        int r = pthread_create(&th, &at, batch_thread, j);
-        pthread_attr_destroy(&at);
-        if (r == 0)
+        if (queue_job(b->g, j))
             return;
         free(j);
         pthread_mutex_lock(&b->lock);

@@ -62,13 +62,15 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
 /* A set of ingests running in the background for one request: a STOW-RS
  * with many parts goes on receiving the next part while earlier ones are
  * made durable, and their fsyncs and index commits overlap (and group).
- * Owns its threads; the results belong to the caller. */
+ * The ingests run on the ingest's worker threads (started on demand, at
+ * most 16, kept until ingest_free); the results belong to the caller. */
 struct ingest_batch;
 
 int ingest_batch_new(struct ingest *g, unsigned max_running, struct ingest_batch **out);
 /* Starts ingesting t (consumed, as ingest_tmp) into *res; res and
  * expected_study must stay valid until ingest_batch_wait. Blocks while
- * max_running are running. If no thread can be started, ingests here. */
+ * max_running of this batch are running. If no worker can be started,
+ * ingests here. */
 void ingest_batch_add(struct ingest_batch *b, struct store_tmp *t, const char *expected_study,
                       struct ingest_result *res);
 /* Waits for every ingest started. */
