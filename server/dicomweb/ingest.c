@@ -50,6 +50,10 @@ struct ingest {
     struct gc_item *queue, **queue_tail;
     bool leader;
     unsigned syncing; /* objects between their file sync and index_submit */
+    /* the leader waiting for syncing to reach 0, woken only then (not at
+     * every arrival, nor by the other uses of cond) */
+    pthread_cond_t leader_cond;
+    bool leader_waiting;
     /* the workers of ingest_batch: started on demand up to WORKERS_MAX and
      * kept until ingest_free (a thread per part cost a clone, a stack and
      * a teardown per instance) */
@@ -73,6 +77,7 @@ int ingest_new(struct store *s, struct index *ix, const struct ingest_opts *o,
         g->o = *o;
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->cond, NULL);
+    pthread_cond_init(&g->leader_cond, NULL);
     g->queue_tail = &g->queue;
     pthread_mutex_init(&g->jobs_lock, NULL);
     pthread_cond_init(&g->jobs_cond, NULL);
@@ -96,6 +101,7 @@ void ingest_free(struct ingest *g)
     pthread_cond_destroy(&g->jobs_cond);
     pthread_mutex_destroy(&g->lock);
     pthread_cond_destroy(&g->cond);
+    pthread_cond_destroy(&g->leader_cond);
     free(g);
 }
 
@@ -165,6 +171,14 @@ static void sync_batch_dirs(struct ingest *g, struct gc_item *batch)
     }
 }
 
+/* An object left the file-sync stage (under g->lock). */
+static void syncing_done(struct ingest *g)
+{
+    g->syncing--;
+    if (g->syncing == 0 && g->leader_waiting)
+        pthread_cond_signal(&g->leader_cond);
+}
+
 /* Group commit: the first waiter becomes the leader, makes the directory
  * entries of every queued item durable and commits them in one transaction
  * (one fsync), so concurrent STOW clients share their directory and index
@@ -175,10 +189,8 @@ static int index_submit(struct ingest *g, const struct index_put *put, bool sync
     pthread_mutex_lock(&g->lock);
     *g->queue_tail = &me;
     g->queue_tail = &me.next;
-    if (sync_dir) {
-        g->syncing--;
-        pthread_cond_broadcast(&g->cond);
-    }
+    if (sync_dir)
+        syncing_done(g);
     while (!me.done) {
         if (!g->leader) {
             g->leader = true;
@@ -192,9 +204,11 @@ static int index_submit(struct ingest *g, const struct index_put *put, bool sync
                 until.tv_sec++;
                 until.tv_nsec -= 1000000000L;
             }
+            g->leader_waiting = true;
             while (g->syncing > 0 &&
-                   pthread_cond_timedwait(&g->cond, &g->lock, &until) != ETIMEDOUT) {
+                   pthread_cond_timedwait(&g->leader_cond, &g->lock, &until) != ETIMEDOUT) {
             }
+            g->leader_waiting = false;
             struct gc_item *batch = g->queue;
             g->queue = NULL;
             g->queue_tail = &g->queue;
@@ -416,8 +430,7 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
     r = store_commit_nodirsync(g->store, t, in.sop_uid, old_rel[0] ? old_rel : NULL, rel);
     if (r < 0) {
         pthread_mutex_lock(&g->lock);
-        g->syncing--;
-        pthread_cond_broadcast(&g->cond);
+        syncing_done(g);
         pthread_mutex_unlock(&g->lock);
         if (r == -ENOSPC)
             fail(res, FAIL_OUT_OF_RESOURCES, "disk full: the object was not stored%s", "");
