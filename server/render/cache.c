@@ -114,22 +114,14 @@ static struct entry *find(struct render_cache *c, const char *key)
 
 bool render_cache_get(struct render_cache *c, const char *key, struct buf *out, char type[32])
 {
-    if (!c || !c->max_bytes)
+    const void *data;
+    size_t len;
+    void *tok = render_cache_borrow(c, key, &data, &len, type);
+    if (!tok)
         return false;
-    pthread_mutex_lock(&c->lock);
-    struct entry *e = find(c, key);
-    bool hit = false;
-    if (e && buf_append(out, e->data, e->len) == 0) {
-        snprintf(type, 32, "%s", e->type);
-        unlink_lru(c, e);
-        push_front(c, e);
-        hit = true;
-        c->hits++;
-    } else {
-        c->misses++;
-    }
-    pthread_mutex_unlock(&c->lock);
-    return hit;
+    bool ok = buf_append(out, data, len) == 0;
+    render_cache_return(tok);
+    return ok;
 }
 
 void *render_cache_borrow(struct render_cache *c, const char *key, const void **data,

@@ -4,9 +4,10 @@
  * instance keeps assembled WADO-RS metadata responses (keyed by their
  * ETag, which changes with the content).
  *
- * Owns its entries (copies of the bytes). Thread-safe (one mutex; entries
- * are copied out under it, or lent out counted). A byte budget of 0
- * disables it.
+ * Owns its entries (copies of the bytes). Thread-safe (one mutex for the
+ * table; an entry found is lent out, counted, so that it is copied or sent
+ * outside the lock and outlives an eviction). A byte budget of 0 disables
+ * it.
  */
 #ifndef YY_RENDER_CACHE_H
 #define YY_RENDER_CACHE_H
@@ -23,7 +24,7 @@ struct render_cache *render_cache_new(uint64_t max_bytes);
 void render_cache_free(struct render_cache *c);
 
 /* Copies the entry for key into out (and its media type into type[32]).
- * Returns true on a hit. */
+ * Returns true on a hit (false also when out cannot hold it). */
 bool render_cache_get(struct render_cache *c, const char *key, struct buf *out, char type[32]);
 
 /* Lends the entry for key without copying: the bytes stay valid (even
