@@ -67,6 +67,7 @@ int main(int argc, char **argv)
         close(fd);
         return 1;
     }
+    struct file_bytes src = {fd, NULL, 0};
     int rc = 0;
     if (!strcmp(argv[1], "json")) {
         struct json_out o;
@@ -89,7 +90,7 @@ int main(int argc, char **argv)
         struct json_uris u = {"S", "SE", "I"};
         json_write_dataset(f, &u, NULL, &o);
         struct layout l;
-        layout_from_file(f, fd, o.bulk, o.n_bulk, &l);
+        layout_from_file(f, &src, o.bulk, o.n_bulk, &l);
         struct buf b;
         buf_init(&b, 0);
         unsigned first_bit = 0;
@@ -111,7 +112,7 @@ int main(int argc, char **argv)
         struct json_uris u = {"S", "SE", "I"};
         json_write_dataset(f, &u, NULL, &o);
         struct layout l;
-        layout_from_file(f, fd, o.bulk, o.n_bulk, &l);
+        layout_from_file(f, &src, o.bulk, o.n_bulk, &l);
         struct codec_image img = {l.rows, l.cols, l.spp, l.bits_alloc,
                                   l.bits_stored ? l.bits_stored : l.bits_alloc, l.high_bit,
                                   l.pixrep, l.planar, l.photometric, (l.flags & LAYOUT_BIG) != 0,
@@ -143,7 +144,7 @@ int main(int argc, char **argv)
     } else if (!strcmp(argv[1], "layout")) {
         struct inst in;
         enum inst_status st;
-        r = inst_from_file(f, fd, &in, &st, err, sizeof(err));
+        r = inst_from_file(f, &src, &in, &st, err, sizeof(err));
         if (r < 0) {
             /* objects without UIDs still have a layout */
             struct json_out o;
@@ -151,7 +152,7 @@ int main(int argc, char **argv)
             struct json_uris u = {"S", "SE", "I"};
             json_write_dataset(f, &u, NULL, &o);
             struct layout l;
-            layout_from_file(f, fd, o.bulk, o.n_bulk, &l);
+            layout_from_file(f, &src, o.bulk, o.n_bulk, &l);
             dump_layout(&l);
             json_out_release(&o);
         } else {

@@ -152,8 +152,8 @@ static int ident(const struct dcm_file *f, uint32_t tag, const char *name, const
     return 0;
 }
 
-int inst_from_file(const struct dcm_file *f, int fd, struct inst *in, enum inst_status *status,
-                   char *err, size_t err_cap)
+int inst_from_file(const struct dcm_file *f, const struct file_bytes *src, struct inst *in,
+                   enum inst_status *status, char *err, size_t err_cap)
 {
     int r;
     memset(in, 0, sizeof(*in));
@@ -244,7 +244,7 @@ int inst_from_file(const struct dcm_file *f, int fd, struct inst *in, enum inst_
     if (r < 0)
         goto fail;
 
-    r = layout_from_file(f, fd, in->json.bulk, in->json.n_bulk, &in->layout);
+    r = layout_from_file(f, src, in->json.bulk, in->json.n_bulk, &in->layout);
     if (r == 0)
         r = layout_encode(&in->layout, &in->layout_blob);
     if (r < 0)

@@ -55,11 +55,11 @@ enum inst_status {
     INST_CANNOT_UNDERSTAND = 0xC000,
 };
 
-/* Extracts everything from f. fd is the stored file (borrowed; -1 if not
- * available). Returns 0; -EBADMSG with *status and err set when the object
+/* Extracts everything from f. src: the file's bytes (layout.h; may be
+ * NULL). Returns 0; -EBADMSG with *status and err set when the object
  * cannot be stored (missing or invalid UIDs); -ENOMEM / -E2BIG. */
-int inst_from_file(const struct dcm_file *f, int fd, struct inst *out, enum inst_status *status,
-                   char *err, size_t err_cap);
+int inst_from_file(const struct dcm_file *f, const struct file_bytes *src, struct inst *out,
+                   enum inst_status *status, char *err, size_t err_cap);
 void inst_release(struct inst *in);
 
 /* True when tag belongs to the study (and patient) level / series level

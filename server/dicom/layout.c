@@ -78,8 +78,20 @@ static bool looks_like_frame_start(const uint8_t *h, size_t n)
     return false;
 }
 
-static void locate_encaps_frames(const struct dcm_file *f, int fd, const struct dcm_elem *px,
-                                 struct layout *l, struct arena *a)
+/* Reads want bytes at off of the file from memory or its fd. */
+static bool read_at(const struct file_bytes *src, uint8_t *dst, size_t want, uint64_t off)
+{
+    if (src->mem) {
+        if (off > src->len || want > src->len - off)
+            return false;
+        memcpy(dst, src->mem + off, want);
+        return true;
+    }
+    return src->fd >= 0 && pread(src->fd, dst, want, (off_t)off) == (ssize_t)want;
+}
+
+static void locate_encaps_frames(const struct dcm_file *f, const struct file_bytes *src,
+                                 const struct dcm_elem *px, struct layout *l, struct arena *a)
 {
     uint32_t nf = l->n_frames;
     if (l->n_frags == 0 || nf == 0)
@@ -120,12 +132,12 @@ static void locate_encaps_frames(const struct dcm_file *f, int fd, const struct 
         goto ok;
     }
     /* 4. codestream markers at fragment starts */
-    if (fd >= 0 && !f->deflated && l->n_frags > nf) {
+    if (src && (src->mem || src->fd >= 0) && !f->deflated && l->n_frags > nf) {
         uint32_t k = 0;
         for (uint32_t i = 0; i < l->n_frags; i++) {
             uint8_t h[8];
             size_t want = l->frags[i].len < 8 ? l->frags[i].len : 8;
-            if (pread(fd, h, want, (off_t)l->frags[i].offset) != (ssize_t)want)
+            if (!read_at(src, h, want, l->frags[i].offset))
                 goto fail;
             if (looks_like_frame_start(h, want)) {
                 if (k == nf)
@@ -150,8 +162,8 @@ ok:
     free(starts);
 }
 
-int layout_from_file(const struct dcm_file *f, int fd, const struct json_bulk *bulk,
-                     size_t n_bulk, struct layout *l)
+int layout_from_file(const struct dcm_file *f, const struct file_bytes *src,
+                     const struct json_bulk *bulk, size_t n_bulk, struct layout *l)
 {
     struct arena *a = f->arena;
     memset(l, 0, sizeof(*l));
@@ -189,7 +201,7 @@ int layout_from_file(const struct dcm_file *f, int fd, const struct json_bulk *b
             l->flags |= LAYOUT_ENCAPS;
             l->n_frags = px->n_frags - 1;
             l->frags = px->frags + 1;
-            locate_encaps_frames(f, fd, px, l, a);
+            locate_encaps_frames(f, src, px, l, a);
         } else {
             uint64_t fb = layout_native_frame_bytes(l);
             if (fb && (l->bits_alloc == 1

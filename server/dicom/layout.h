@@ -62,13 +62,22 @@ struct layout {
     struct layout_bulk *bulk;
 };
 
+/* The bytes of a parsed file, for the reads its parse did not keep: the
+ * whole file in memory (mem, len) while the caller still has it, else fd
+ * (borrowed; -1 and mem NULL: none). */
+struct file_bytes {
+    int fd;
+    const uint8_t *mem;
+    size_t len;
+};
+
 /* Fills l from a parsed file and the bulk list written with its JSON.
- * fd (borrowed, may be -1) lets it read the first bytes of fragments when
- * frame boundaries must be found from codestream markers. Memory comes from
- * f's arena. Returns 0 or -ENOMEM. Frames that cannot be located leave
+ * src (may be NULL) lets it read the first bytes of fragments when frame
+ * boundaries must be found from codestream markers. Memory comes from f's
+ * arena. Returns 0 or -ENOMEM. Frames that cannot be located leave
  * LAYOUT_FRAMES_OK clear (not an error: the object is still stored). */
-int layout_from_file(const struct dcm_file *f, int fd, const struct json_bulk *bulk,
-                     size_t n_bulk, struct layout *l);
+int layout_from_file(const struct dcm_file *f, const struct file_bytes *src,
+                     const struct json_bulk *bulk, size_t n_bulk, struct layout *l);
 
 int layout_encode(const struct layout *l, struct buf *out);
 /* Decodes blob into l with memory from a. Returns 0, -EBADMSG, -ENOMEM. */

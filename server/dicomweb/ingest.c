@@ -318,7 +318,8 @@ static int parse_and_extract(int fd, const void *mem, size_t mem_len, struct dcm
         return -EBADMSG;
     }
     enum inst_status st;
-    r = inst_from_file(*f, fd, in, &st, err, sizeof(err));
+    struct file_bytes src = {fd, mem, mem_len};
+    r = inst_from_file(*f, &src, in, &st, err, sizeof(err));
     if (r < 0) {
         set_ids_from_file(res, *f);
         fail(res, st == INST_BAD_UID ? FAIL_DATASET_MISMATCH : FAIL_CANNOT_UNDERSTAND, "%s",
@@ -349,15 +350,15 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
             fail(res, FAIL_PROCESSING, "could not write the object to disk%s", "");
         goto out;
     }
-    fd = open(t->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    /* parsed from memory when the object is still there (direct I/O; the
+     * file is then not opened again), else from the file */
+    size_t mem_len = 0;
+    const void *mem = store_tmp_mem(t, &mem_len);
+    if (!mem && (fd = open(t->path, O_RDONLY | O_CLOEXEC)) < 0) {
         fail(res, FAIL_PROCESSING, "cannot read the received object%s", "");
         r = -EIO;
         goto out;
     }
-    /* parsed from memory when the object is still there (direct I/O) */
-    size_t mem_len = 0;
-    const void *mem = store_tmp_mem(t, &mem_len);
     r = parse_and_extract(fd, mem, mem_len, &f, &in, res);
     if (r < 0) {
         r = r == -EBADMSG ? 0 : r;
@@ -420,10 +421,7 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
         goto out;
     }
     char rel[STORE_REL_MAX];
-    uint64_t size = t->size;
-    struct stat st;
-    if (fstat(fd, &st) == 0)
-        size = (uint64_t)st.st_size;
+    uint64_t size = t->size; /* the bytes written: the file's size */
     pthread_mutex_lock(&g->lock);
     g->syncing++;
     pthread_mutex_unlock(&g->lock);

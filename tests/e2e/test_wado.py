@@ -462,6 +462,45 @@ def test_frames_stored_and_errors():
     H.eq(st, 404, 'no pixel data')
 
 
+def test_frames_found_by_codestream_markers():
+    """A multi-frame JPEG with an empty Basic Offset Table and two fragments
+    per frame: the frames are found at ingest from the JPEG start markers
+    at fragment starts, read from the received bytes in memory (an object
+    that fits in the staging buffer) or from the file (a larger one)."""
+    from pydicom.encaps import encapsulate, generate_pixel_data_frame
+    from pydicom.uid import generate_uid
+    rels = sorted(r for r, v in FILES.items() if v['ts'] == '1.2.840.10008.1.2.4.50')[:3]
+    H.check(len(rels) == 3, 'three JPEG baseline files in the corpus')
+    frames = []
+    for r in rels:
+        d = pydicom.dcmread(os.path.join(H.CORPUS, r))
+        frames.append(next(generate_pixel_data_frame(d.PixelData, 1)))
+    H.check(all(f[:2] == b'\xff\xd8' for f in frames), 'JPEG codestreams')
+    acc = 'multipart/related; type="application/octet-stream"; transfer-syntax=*'
+    for label, pad in (('in memory', 0), ('from the file', 1536 * 1024)):
+        ds = pydicom.dcmread(os.path.join(H.CORPUS, rels[0]))
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.NumberOfFrames = 3
+        ds.PixelData = encapsulate(frames, fragments_per_frame=2, has_bot=False)
+        if pad:
+            ds.add_new(0x00090010, 'LO', 'YINGYUN TEST')
+            ds.add_new(0x00091010, 'OB', b'\0' * pad)
+        buf = io.BytesIO()
+        ds.save_as(buf, write_like_original=False)
+        H.check((len(buf.getvalue()) > 1024 * 1024) == bool(pad), label + ': size')
+        st, _, js = S.stow([buf.getvalue()])
+        H.eq(st, 200, label + ': stored')
+        url = '/dicomweb/studies/%s/series/%s/instances/%s/frames/3,1,2' % (
+            ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID)
+        _, parts = get_parts(url, acc)
+        H.eq(len(parts), 3, label + ': three frames')
+        for got, want in zip(parts, (frames[2], frames[0], frames[1])):
+            # fragments are padded to an even length
+            H.check(got[1][:len(want)] == want and len(got[1]) - len(want) <= 1,
+                    label + ': frame bytes (%d vs %d)' % (len(got[1]), len(want)))
+
+
 def test_single_frame_single_part_and_range():
     """One frame asked as a bare media type (image/jphc, image/jpeg,
     application/octet-stream) comes as a single part from the file, with
@@ -738,7 +777,8 @@ TESTS = [test_instance_as_stored_is_byte_identical, test_default_is_explicit_le_
          test_series_metadata_gzip_etag_xml, test_metadata_cache_follows_changes,
          test_metadata_disk_cache,
          test_native_frames_match_reference, test_single_frame_single_part_and_range,
-         test_frames_stored_and_errors, test_every_bulkdata_uri_resolves, test_http_behaviour,
+         test_frames_stored_and_errors, test_frames_found_by_codestream_markers,
+         test_every_bulkdata_uri_resolves, test_http_behaviour,
          test_wado_uri, test_delete_and_recovery, test_frame_lookups_follow_changes,
          test_part_failing_after_headers_aborts]
 

@@ -28,7 +28,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct json_uris u = {"1.2", "1.3", "1.4"};
     if (json_write_dataset(f, &u, NULL, &j) == 0) {
         struct layout l;
-        if (layout_from_file(f, -1, j.bulk, j.n_bulk, &l) == 0) {
+        /* the file's bytes from memory, as ingest has them: fragment
+         * starts are read from there (bounds-checked) */
+        struct file_bytes src = {-1, data, size};
+        if (layout_from_file(f, &src, j.bulk, j.n_bulk, &l) == 0) {
             struct buf b;
             buf_init(&b, 0);
             if (layout_encode(&l, &b) == 0) {
@@ -52,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_out_release(&j);
     struct inst in;
     enum inst_status st;
-    if (inst_from_file(f, -1, &in, &st, err, sizeof(err)) == 0)
+    if (inst_from_file(f, NULL, &in, &st, err, sizeof(err)) == 0)
         inst_release(&in);
     else
         inst_release(&in);

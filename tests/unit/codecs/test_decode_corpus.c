@@ -115,7 +115,8 @@ static int file_open(struct file *fl, const char *corpus, const char *rel)
     json_out_init(&fl->o);
     struct json_uris u = {"S", "SE", "I"};
     json_write_dataset(fl->f, &u, NULL, &fl->o);
-    r = layout_from_file(fl->f, fl->fd, fl->o.bulk, fl->o.n_bulk, &fl->l);
+    struct file_bytes src = {fl->fd, NULL, 0};
+    r = layout_from_file(fl->f, &src, fl->o.bulk, fl->o.n_bulk, &fl->l);
     return fl->parse_err = r < 0 ? r : 0;
 }
 

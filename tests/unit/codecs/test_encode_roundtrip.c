@@ -82,7 +82,8 @@ static int load(const char *rel, unsigned idx, struct image *im)
     struct buf b;
     buf_init(&b, 0);
     unsigned first_bit = 0;
-    r = layout_from_file(f, fd, o.bulk, o.n_bulk, &l);
+    struct file_bytes src = {fd, NULL, 0};
+    r = layout_from_file(f, &src, o.bulk, o.n_bulk, &l);
     if (r == 0)
         r = frame_read(fd, &l, idx, &b, &first_bit);
     if (r == -ENOENT && !(l.flags & LAYOUT_ENCAPS) && l.spp == 3 && l.bits_alloc == 8) {
