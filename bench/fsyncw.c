@@ -185,7 +185,7 @@ int main(int argc, char **argv)
     printf("{\"files\": %zu, \"bytes\": %llu, \"threads\": %d, \"dirsync\": %s, "
            "\"direct\": %s, "
            "\"elapsed_s\": %.4f, \"files_per_s\": %.2f, \"mb_per_s\": %.3f}\n",
-           n, total, threads, dirsync ? "true" : "false", direct ? "true" : "false", el, el > 0 ? (double)n / el : 0.0,
-           el > 0 ? (double)total / el / 1e6 : 0.0);
+           n, total, threads, dirsync ? "true" : "false", direct ? "true" : "false", el,
+           el > 0 ? (double)n / el : 0.0, el > 0 ? (double)total / el / 1e6 : 0.0);
     return 0;
 }

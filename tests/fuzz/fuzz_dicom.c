@@ -23,14 +23,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     o.max_loaded = (uint64_t)8 << 20;
     if (dcm_parse_mem(data, size, &o, &f, err, sizeof(err)) < 0)
         return 0;
+    /* the file's bytes from memory, as ingest has them: fragment starts are
+     * read from there (bounds-checked) */
+    struct file_bytes src = {-1, data, size};
     struct json_out j;
     json_out_init(&j);
     struct json_uris u = {"1.2", "1.3", "1.4"};
     if (json_write_dataset(f, &u, NULL, &j) == 0) {
         struct layout l;
-        /* the file's bytes from memory, as ingest has them: fragment
-         * starts are read from there (bounds-checked) */
-        struct file_bytes src = {-1, data, size};
         if (layout_from_file(f, &src, j.bulk, j.n_bulk, &l) == 0) {
             struct buf b;
             buf_init(&b, 0);
@@ -55,7 +55,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     json_out_release(&j);
     struct inst in;
     enum inst_status st;
-    if (inst_from_file(f, NULL, &in, &st, err, sizeof(err)) == 0)
+    if (inst_from_file(f, &src, &in, &st, err, sizeof(err)) == 0)
         inst_release(&in);
     else
         inst_release(&in);
