@@ -54,6 +54,14 @@ struct ingest {
      * every arrival, nor by the other uses of cond) */
     pthread_cond_t leader_cond;
     bool leader_waiting;
+    /* the directory syncer: fsyncs the directories of the leader's batch
+     * while the leader writes its rows (index_put_many's before_commit
+     * waits for it), so the two overlap; without it the leader syncs first */
+    pthread_t syncer;
+    bool syncer_started, syncer_stop;
+    pthread_mutex_t sync_lock;
+    pthread_cond_t sync_cond;
+    struct gc_item *sync_batch; /* handed to the syncer; NULL when done */
     /* the workers of ingest_batch: started on demand up to WORKERS_MAX and
      * kept until ingest_free (a thread per part cost a clone, a stack and
      * a teardown per instance) */
@@ -64,6 +72,8 @@ struct ingest {
     bool stopping;
     pthread_t workers[WORKERS_MAX];
 };
+
+static void *syncer_main(void *arg);
 
 int ingest_new(struct store *s, struct index *ix, const struct ingest_opts *o,
                struct ingest **out)
@@ -82,6 +92,11 @@ int ingest_new(struct store *s, struct index *ix, const struct ingest_opts *o,
     pthread_mutex_init(&g->jobs_lock, NULL);
     pthread_cond_init(&g->jobs_cond, NULL);
     g->jobs_tail = &g->jobs;
+    pthread_mutex_init(&g->sync_lock, NULL);
+    pthread_cond_init(&g->sync_cond, NULL);
+    g->syncer_started = pthread_create(&g->syncer, NULL, syncer_main, g) == 0;
+    if (!g->syncer_started)
+        log_warn("ingest: no directory syncer thread; group commits sync first");
     *out = g;
     return 0;
 }
@@ -97,6 +112,15 @@ void ingest_free(struct ingest *g)
     pthread_mutex_unlock(&g->jobs_lock);
     for (unsigned i = 0; i < g->n_workers; i++)
         pthread_join(g->workers[i], NULL);
+    if (g->syncer_started) {
+        pthread_mutex_lock(&g->sync_lock);
+        g->syncer_stop = true;
+        pthread_cond_broadcast(&g->sync_cond);
+        pthread_mutex_unlock(&g->sync_lock);
+        pthread_join(g->syncer, NULL);
+    }
+    pthread_mutex_destroy(&g->sync_lock);
+    pthread_cond_destroy(&g->sync_cond);
     pthread_mutex_destroy(&g->jobs_lock);
     pthread_cond_destroy(&g->jobs_cond);
     pthread_mutex_destroy(&g->lock);
@@ -171,6 +195,62 @@ static void sync_batch_dirs(struct ingest *g, struct gc_item *batch)
     }
 }
 
+static void *syncer_main(void *arg)
+{
+    struct ingest *g = arg;
+    pthread_mutex_lock(&g->sync_lock);
+    for (;;) {
+        while (!g->sync_batch && !g->syncer_stop)
+            pthread_cond_wait(&g->sync_cond, &g->sync_lock);
+        if (!g->sync_batch)
+            break; /* stopping, nothing handed over */
+        struct gc_item *batch = g->sync_batch;
+        pthread_mutex_unlock(&g->sync_lock);
+        sync_batch_dirs(g, batch);
+        pthread_mutex_lock(&g->sync_lock);
+        g->sync_batch = NULL;
+        pthread_cond_broadcast(&g->sync_cond);
+    }
+    pthread_mutex_unlock(&g->sync_lock);
+    return NULL;
+}
+
+/* Hands the batch's directory syncs to the syncer; false when there is
+ * nothing to sync or no syncer (the leader then syncs itself first). */
+static bool dir_sync_start(struct ingest *g, struct gc_item *batch)
+{
+    bool any = false;
+    for (struct gc_item *it = batch; it && !any; it = it->next)
+        any = it->sync_dir;
+    if (!any || !g->syncer_started)
+        return false;
+    pthread_mutex_lock(&g->sync_lock);
+    g->sync_batch = batch;
+    pthread_cond_broadcast(&g->sync_cond);
+    pthread_mutex_unlock(&g->sync_lock);
+    return true;
+}
+
+struct dir_sync {
+    struct ingest *g;
+    const struct gc_item *batch;
+};
+
+/* Waits for the syncer (idempotent): 0, or the error of a directory that
+ * could not be synced. index_put_many's before_commit. */
+static int dir_sync_wait(void *ctx)
+{
+    struct dir_sync *d = ctx;
+    pthread_mutex_lock(&d->g->sync_lock);
+    while (d->g->sync_batch)
+        pthread_cond_wait(&d->g->sync_cond, &d->g->sync_lock);
+    pthread_mutex_unlock(&d->g->sync_lock);
+    for (const struct gc_item *it = d->batch; it; it = it->next)
+        if (it->result < 0)
+            return it->result;
+    return 0;
+}
+
 /* An object left the file-sync stage (under g->lock). */
 static void syncing_done(struct ingest *g)
 {
@@ -180,9 +260,9 @@ static void syncing_done(struct ingest *g)
 }
 
 /* Group commit: the first waiter becomes the leader, makes the directory
- * entries of every queued item durable and commits them in one transaction
- * (one fsync), so concurrent STOW clients share their directory and index
- * syncs. */
+ * entries of every queued item durable (on the syncer thread, while it
+ * writes their rows) and commits the rows in one transaction once they
+ * are, so concurrent STOW clients share their directory and index syncs. */
 static int index_submit(struct ingest *g, const struct index_put *put, bool sync_dir)
 {
     struct gc_item me = {put, sync_dir, 0, false, NULL};
@@ -213,25 +293,37 @@ static int index_submit(struct ingest *g, const struct index_put *put, bool sync
             g->queue = NULL;
             g->queue_tail = &g->queue;
             pthread_mutex_unlock(&g->lock);
-            sync_batch_dirs(g, batch);
+            /* the directories are synced while the rows are written;
+             * the rows are committed (visible) only once they are durable */
+            struct dir_sync ds = {g, batch};
+            bool overlap = dir_sync_start(g, batch);
+            if (!overlap)
+                sync_batch_dirs(g, batch);
             size_t n = 0;
             for (struct gc_item *it = batch; it; it = it->next)
-                n += it->result == 0;
+                n += overlap || it->result == 0;
             struct index_put *items = malloc((n ? n : 1) * sizeof(*items));
             int *res = malloc((n ? n : 1) * sizeof(*res));
-            if (!items || !res) {
+            if (!items || !res || !n) {
+                if (overlap)
+                    (void)dir_sync_wait(&ds);
                 for (struct gc_item *it = batch; it; it = it->next)
                     it->result = it->result ? it->result : -ENOMEM;
-            } else if (n) {
+            } else {
                 size_t k = 0;
                 for (struct gc_item *it = batch; it; it = it->next)
-                    if (it->result == 0)
+                    if (overlap || it->result == 0)
                         items[k++] = *it->put;
-                (void)index_put_many(g->ix, items, n, res);
+                (void)index_put_many(g->ix, items, n, res, overlap ? dir_sync_wait : NULL, &ds);
+                if (overlap)
+                    (void)dir_sync_wait(&ds); /* before_commit is skipped on errors */
                 k = 0;
                 for (struct gc_item *it = batch; it; it = it->next)
-                    if (it->result == 0)
-                        it->result = res[k++];
+                    if (overlap || it->result == 0) {
+                        /* a directory's own error wins over the rollback's */
+                        it->result = it->result ? it->result : res[k];
+                        k++;
+                    }
             }
             free(items);
             free(res);

@@ -23,6 +23,8 @@ extern const char yy_schema_sql[]; /* generated from schema.sql */
 #define POOL_MAX 64
 #define BUSY_TIMEOUT_MS 30000
 #define SCHEMA_VERSION 1
+#define CKPT_FRAMES 1000      /* log frames (pages) that wake the checkpointer */
+#define CKPT_FRAMES_MAX 8000  /* ... and that make a commit finish the copy */
 
 enum stmt_id {
     ST_BEGIN,
@@ -149,6 +151,13 @@ struct index {
     pthread_cond_t cond;
     struct conn *free_list;
     unsigned n_conns;
+    /* the checkpointer: copies the write-ahead log into the database on
+     * its own thread and connection, so that no commit waits for it */
+    pthread_t ckpt_thread;
+    bool ckpt_started, ckpt_wanted, ckpt_stop;
+    _Atomic bool ckpt_ok; /* the thread runs with its connection */
+    pthread_mutex_t ckpt_lock;
+    pthread_cond_t ckpt_cond;
 };
 
 /* ---- SQL functions ---- */
@@ -197,7 +206,39 @@ static int conn_exec(struct conn *c, const char *sql)
     return 0;
 }
 
-static int conn_open(const char *path, struct conn **out)
+/* Called by SQLite after each commit with the frames now in the log:
+ * from CKPT_FRAMES on, the checkpointer is woken. While commits keep
+ * coming it never copies the very last frames, and the log restarts from
+ * its beginning only after a checkpoint that did: so from CKPT_FRAMES_MAX
+ * on, the committing thread finishes the copy itself (FULL: it waits for
+ * the checkpointer's round and for readers of older snapshots) and the
+ * next commit starts the log again. Without a checkpointer thread,
+ * commits checkpoint as SQLite's own auto-checkpoint would. */
+static int wal_hook(void *arg, sqlite3 *db, const char *name, int frames)
+{
+    struct index *ix = arg;
+    if (frames < CKPT_FRAMES)
+        return SQLITE_OK;
+    if (!atomic_load(&ix->ckpt_ok)) {
+        (void)sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        return SQLITE_OK;
+    }
+    if (frames >= CKPT_FRAMES_MAX) {
+        int rc = sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_FULL, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            log_warn("index: checkpoint failed: %s", sqlite3_errmsg(db));
+        return SQLITE_OK;
+    }
+    pthread_mutex_lock(&ix->ckpt_lock);
+    if (!ix->ckpt_wanted) {
+        ix->ckpt_wanted = true;
+        pthread_cond_signal(&ix->ckpt_cond);
+    }
+    pthread_mutex_unlock(&ix->ckpt_lock);
+    return SQLITE_OK;
+}
+
+static int conn_open(struct index *ix, const char *path, struct conn **out)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (!c)
@@ -217,6 +258,8 @@ static int conn_open(const char *path, struct conn **out)
         conn_free(c);
         return -EIO;
     }
+    if (ix)
+        sqlite3_wal_hook(c->db, wal_hook, ix); /* replaces SQLite's auto-checkpoint */
     sqlite3_create_function(c->db, "pn_fuzzy", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
                             sql_pn_fuzzy, NULL, NULL);
     sqlite3_create_function(c->db, "dicom_wild", 2, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL,
@@ -253,7 +296,7 @@ static struct conn *acquire(struct index *ix)
             ix->n_conns++;
             pthread_mutex_unlock(&ix->lock);
             struct conn *c = NULL;
-            if (conn_open(ix->path, &c) < 0) {
+            if (conn_open(ix, ix->path, &c) < 0) {
                 pthread_mutex_lock(&ix->lock);
                 ix->n_conns--;
                 pthread_cond_signal(&ix->cond);
@@ -293,6 +336,40 @@ static void drop(struct index *ix, struct conn *c)
     pthread_mutex_unlock(&ix->lock);
 }
 
+/* The checkpointer thread: PASSIVE checkpoints (never blocking readers or
+ * the writer) when wal_hook asks, on a connection of its own. */
+static void *ckpt_main(void *arg)
+{
+    struct index *ix = arg;
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2(ix->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
+        SQLITE_OK) {
+        log_error("index: the checkpointer cannot open %s; commits checkpoint instead",
+                  ix->path);
+        sqlite3_close_v2(db);
+        return NULL;
+    }
+    sqlite3_busy_timeout(db, BUSY_TIMEOUT_MS);
+    atomic_store(&ix->ckpt_ok, true);
+    pthread_mutex_lock(&ix->ckpt_lock);
+    for (;;) {
+        while (!ix->ckpt_wanted && !ix->ckpt_stop)
+            pthread_cond_wait(&ix->ckpt_cond, &ix->ckpt_lock);
+        if (ix->ckpt_stop)
+            break;
+        ix->ckpt_wanted = false;
+        pthread_mutex_unlock(&ix->ckpt_lock);
+        int rc = sqlite3_wal_checkpoint_v2(db, NULL, SQLITE_CHECKPOINT_PASSIVE, NULL, NULL);
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            log_warn("index: checkpoint failed: %s", sqlite3_errmsg(db));
+        pthread_mutex_lock(&ix->ckpt_lock);
+    }
+    pthread_mutex_unlock(&ix->ckpt_lock);
+    atomic_store(&ix->ckpt_ok, false);
+    sqlite3_close_v2(db);
+    return NULL;
+}
+
 int index_open(const char *path, struct index **out, char *err, size_t err_cap)
 {
     struct index *ix = calloc(1, sizeof(*ix));
@@ -301,8 +378,10 @@ int index_open(const char *path, struct index **out, char *err, size_t err_cap)
     ix->path = strdup(path);
     pthread_mutex_init(&ix->lock, NULL);
     pthread_cond_init(&ix->cond, NULL);
+    pthread_mutex_init(&ix->ckpt_lock, NULL);
+    pthread_cond_init(&ix->ckpt_cond, NULL);
     struct conn *c = NULL;
-    int r = ix->path ? conn_open(path, &c) : -ENOMEM;
+    int r = ix->path ? conn_open(ix, path, &c) : -ENOMEM;
     if (r < 0) {
         snprintf(err, err_cap, "cannot open index database %s", path);
         index_close(ix);
@@ -340,6 +419,9 @@ int index_open(const char *path, struct index **out, char *err, size_t err_cap)
     }
     ix->n_conns = 1;
     release(ix, c);
+    ix->ckpt_started = pthread_create(&ix->ckpt_thread, NULL, ckpt_main, ix) == 0;
+    if (!ix->ckpt_started)
+        log_warn("index: no checkpointer thread; commits checkpoint instead");
     *out = ix;
     return 0;
 }
@@ -348,6 +430,13 @@ void index_close(struct index *ix)
 {
     if (!ix)
         return;
+    if (ix->ckpt_started) {
+        pthread_mutex_lock(&ix->ckpt_lock);
+        ix->ckpt_stop = true;
+        pthread_cond_signal(&ix->ckpt_cond);
+        pthread_mutex_unlock(&ix->ckpt_lock);
+        pthread_join(ix->ckpt_thread, NULL);
+    }
     while (ix->free_list) {
         struct conn *c = ix->free_list;
         ix->free_list = c->next;
@@ -807,7 +896,8 @@ static int put_one(struct conn *c, const struct index_put *it, struct touched *s
     return step_done(c, s);
 }
 
-int index_put_many(struct index *ix, const struct index_put *items, size_t n, int *results)
+int index_put_many(struct index *ix, const struct index_put *items, size_t n, int *results,
+                   int (*before_commit)(void *ctx), void *ctx)
 {
     struct conn *c = acquire(ix);
     if (!c) {
@@ -847,6 +937,8 @@ int index_put_many(struct index *ix, const struct index_put *items, size_t n, in
     }
     if (r == 0)
         r = recount(c, &series_t, &study_t);
+    if (r == 0 && before_commit)
+        r = before_commit(ctx);
     if (r == 0) {
         s = stmt(c, ST_COMMIT);
         r = s ? step_done(c, s) : -EIO;

@@ -53,8 +53,14 @@ struct index_put {
  * The caller makes each file durable before indexing it, so such a loss
  * takes rows, never objects: recover.h indexes them again at the next start.
  * Every other write (deletes) syncs, and so makes every earlier commit
- * durable. */
-int index_put_many(struct index *ix, const struct index_put *items, size_t n, int *results);
+ * durable.
+ *
+ * before_commit (may be NULL) is called once every row is written, before
+ * the commit, so that the caller can finish making the files durable while
+ * the rows were being written: a non-zero return rolls the transaction
+ * back (every result is then that value), and no row was ever visible. */
+int index_put_many(struct index *ix, const struct index_put *items, size_t n, int *results,
+                   int (*before_commit)(void *ctx), void *ctx);
 
 /* For recovery (recover.h): *newest_ms receives the creation time of the
  * newest instance row (0 when there is none); then fn(ctx, rel_path) is

@@ -17,6 +17,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "core/log.h"
 #include "core/sha256.h"
 #include "store/store.h"
 #include "core/banned.h"
@@ -41,6 +42,7 @@ struct store {
     int dir_fd;
     uint64_t reserve;
     _Atomic bool direct;
+    _Atomic bool anon; /* temp files made with O_TMPFILE (store_set_tmpfile) */
     pthread_mutex_t day_lock;
     char day[STORE_REL_MAX]; /* objects/<day> known to exist durably */
     pthread_mutex_t pool_lock;
@@ -137,6 +139,8 @@ int store_open(const char *data_dir, struct store **out)
     }
     snprintf(p, sizeof(p), "%s/tmp", data_dir);
     clean_tmp(p);
+    /* an unnamed file is linked into place through /proc */
+    atomic_store(&s->anon, access("/proc/self/fd", X_OK) == 0);
     *out = s;
     return 0;
 }
@@ -170,6 +174,35 @@ void store_set_direct(struct store *s, bool on)
     atomic_store(&s->direct, on);
 }
 
+void store_set_tmpfile(struct store *s, bool on)
+{
+    atomic_store(&s->anon, on && access("/proc/self/fd", X_OK) == 0);
+}
+
+/* An unnamed temp file in tmp/ (O_TMPFILE): nothing to name, remove or
+ * sync in tmp/, and nothing left there by a crash. -EOPNOTSUPP where the
+ * file system has none; -EINVAL when it refuses O_DIRECT. */
+static int open_anon(struct store *s, struct store_tmp *t)
+{
+    int fd = openat(s->dir_fd, "tmp", O_TMPFILE | O_WRONLY | O_CLOEXEC |
+                                          (t->direct ? O_DIRECT : 0), 0640);
+    if (fd < 0) {
+        if (errno == EINVAL && t->direct) {
+            /* O_DIRECT or O_TMPFILE refused: which one? */
+            int k = openat(s->dir_fd, "tmp", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640);
+            if (k < 0)
+                return -EOPNOTSUPP;
+            close(k);
+            return -EINVAL;
+        }
+        return errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL ? -EOPNOTSUPP : -errno;
+    }
+    snprintf(t->path, sizeof(t->path), "/proc/self/fd/%d", fd);
+    t->fd = fd;
+    t->anon = true;
+    return 0;
+}
+
 void store_tmp_init(struct store_tmp *t)
 {
     memset(t, 0, offsetof(struct store_tmp, path));
@@ -177,9 +210,9 @@ void store_tmp_init(struct store_tmp *t)
     t->path[0] = 0;
 }
 
-int store_tmp_create(struct store *s, struct store_tmp *t)
+/* A named temp file, tmp/<random>.part. */
+static int open_named(struct store *s, struct store_tmp *t)
 {
-    store_tmp_init(t);
     uint8_t rnd[12];
     if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
         return -EIO;
@@ -193,20 +226,42 @@ int store_tmp_create(struct store *s, struct store_tmp *t)
     int n = snprintf(t->path, sizeof(t->path), "%s/tmp/%s.part", s->dir, name);
     if (n < 0 || (size_t)n >= sizeof(t->path))
         return -ENAMETOOLONG;
-    t->owner = s;
-    t->direct = atomic_load(&s->direct);
     t->fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | (t->direct ? O_DIRECT : 0),
                  0640);
-    if (t->fd < 0 && t->direct && errno == EINVAL) {
-        /* this file system has no O_DIRECT (tmpfs): the page cache then */
+    if (t->fd < 0) {
+        int e = errno;
+        t->path[0] = 0;
+        return e == EINVAL && t->direct ? -EINVAL : -e;
+    }
+    return 0;
+}
+
+int store_tmp_create(struct store *s, struct store_tmp *t)
+{
+    store_tmp_init(t);
+    t->owner = s;
+    t->direct = atomic_load(&s->direct);
+    int r = -EOPNOTSUPP;
+    for (int tries = 0; tries < 3; tries++) {
+        if (atomic_load(&s->anon)) {
+            r = open_anon(s, t);
+            if (r == -EOPNOTSUPP) {
+                atomic_store(&s->anon, false);
+                log_debug("store: no O_TMPFILE here: named temp files");
+            }
+        }
+        if (r == -EOPNOTSUPP)
+            r = open_named(s, t);
+        if (r != -EINVAL || !t->direct)
+            break;
+        /* this file system has no O_DIRECT (tmpfs before Linux 6.6): the
+         * page cache then */
         atomic_store(&s->direct, false);
         t->direct = false;
-        t->fd = open(t->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+        r = -EOPNOTSUPP;
     }
-    if (t->fd < 0) {
-        t->path[0] = 0;
-        return -errno;
-    }
+    if (r < 0)
+        return r;
     t->size = 0;
     if (s->reserve) {
         struct statvfs sv;
@@ -358,9 +413,9 @@ static int write_all(struct store_tmp *t, const uint8_t *p, size_t len)
 void store_tmp_discard(struct store_tmp *t)
 {
     if (t->fd >= 0)
-        close(t->fd);
+        close(t->fd); /* an unnamed file goes with its last descriptor */
     t->fd = -1;
-    if (t->path[0])
+    if (t->path[0] && !t->anon)
         (void)unlink(t->path);
     t->path[0] = 0;
     if (t->stage)
@@ -433,6 +488,34 @@ static int day_dir(struct store *s, char out[STORE_REL_MAX])
     return r;
 }
 
+/* Gives the unnamed file t its name rel (in dir), replacing any file
+ * there as rename would (never the one being kept: see below). */
+static int link_anon(struct store *s, struct store_tmp *t, const char *dir, const char *rel)
+{
+    for (int tries = 0;; tries++) {
+        if (linkat(AT_FDCWD, t->path, s->dir_fd, rel, AT_SYMLINK_FOLLOW) == 0)
+            break;
+        int e = errno;
+        if (tries >= 2)
+            return -e;
+        if (e == EEXIST) {
+            if (unlinkat(s->dir_fd, rel, 0) < 0 && errno != ENOENT)
+                return -errno;
+        } else if (e == ENOENT) {
+            /* the day's directory was removed by hand since it was made */
+            int r = make_day_dir(s, dir);
+            if (r < 0)
+                return r;
+        } else {
+            return e == ENOSPC || e == EDQUOT ? -ENOSPC : -e;
+        }
+    }
+    int r = close(t->fd) < 0 ? -EIO : 0;
+    t->fd = -1;
+    t->path[0] = 0; /* consumed */
+    return r;
+}
+
 int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop_uid,
                            const char *keep, char rel[STORE_REL_MAX])
 {
@@ -461,6 +544,8 @@ int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop
         return r;
     if (fdatasync(t->fd) < 0)
         return errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
+    if (t->anon)
+        return link_anon(s, t, dir, rel);
     if (close(t->fd) < 0) {
         t->fd = -1;
         return -EIO;

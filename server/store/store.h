@@ -11,11 +11,16 @@
  *                                indexed)
  *   objects/ab/cd/<40 hex>.dcm   the same in stores written before 0.2 (still
  *                                read, walked and replaced)
- *   tmp/<random>.part            incoming bytes; emptied at every open
+ *   tmp/                         incoming bytes: unnamed files (O_TMPFILE),
+ *                                or tmp/<random>.part where the file system
+ *                                has none (emptied at every open)
  *
- * Durability: store_commit() fdatasync()s the temp file, renames it into
- * place and fsync()s the directory, so a committed object survives a crash
- * and a half-written one is never visible under objects/. Objects stored at
+ * Durability: store_commit() fdatasync()s the temp file, links (or renames)
+ * it into place and fsync()s the directory, so a committed object survives
+ * a crash and a half-written one is never visible under objects/. An
+ * unnamed temp file needs no directory entry in tmp/ (nothing to create,
+ * remove or sync there) and vanishes with its descriptor, even when the
+ * process is killed. Objects stored at
  * the same time share their directory, so concurrent commits can share its
  * fsync (store_commit_nodirsync + store_sync_dir). With direct I/O on,
  * temp files are written with O_DIRECT (whole blocks from an aligned
@@ -45,6 +50,7 @@ struct store_tmp {
      * buffer and go to the file in whole blocks (O_DIRECT: no page-cache
      * copy); an object that fits stays in it, to be parsed from memory */
     bool direct, spilled, finished;
+    bool anon;                  /* unnamed (O_TMPFILE): path is /proc/self/fd/<fd> */
     unsigned char *stage;       /* from the store's pool of mapped buffers */
     size_t stage_len, stage_cap;
     struct store *owner;
@@ -60,6 +66,11 @@ void store_close(struct store *s);
  * the configuration). Where the file system refuses it, writes fall back
  * to the page cache. */
 void store_set_direct(struct store *s, bool on);
+
+/* Makes temp files unnamed (O_TMPFILE, linked into place at commit; on by
+ * default where /proc is mounted and the file system has them, else named
+ * files in tmp/). */
+void store_set_tmpfile(struct store *s, bool on);
 
 /* An empty, never-created tmp (fd -1, no path, no buffer). */
 void store_tmp_init(struct store_tmp *t);

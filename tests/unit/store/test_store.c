@@ -1,8 +1,10 @@
-/* Unit tests for store/store.c: objects written with and without O_DIRECT
- * (sizes around the block and staging-buffer limits, irregular chunks) come
- * back byte for byte; small ones stay in memory for parsing; tmpfs (which
- * refuses O_DIRECT before Linux 6.6) works either way. Real files in a
- * temp directory ($TMPDIR, and /dev/shm when there is one). */
+/* Unit tests for store/store.c: objects written with and without O_DIRECT,
+ * in unnamed (O_TMPFILE) and named temp files (sizes around the block and
+ * staging-buffer limits, irregular chunks) come back byte for byte; small
+ * ones stay in memory for parsing; an unnamed temp file leaves no name in
+ * tmp/; a commit replaces a leftover file of the same name; tmpfs (which
+ * refuses O_DIRECT before Linux 6.6) works either way. Real files in a temp
+ * directory ($TMPDIR, and /dev/shm when there is one). */
 #include "core/common.h"
 
 #include <errno.h>
@@ -10,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -34,8 +37,25 @@ static void rm_rf(const char *dir)
         fprintf(stderr, "could not remove %s\n", dir);
 }
 
-/* Writes n bytes in irregular chunks, commits, reads back. */
-static void roundtrip(struct store *s, size_t n, unsigned seed, int expect_mem)
+/* Names in dir/tmp (not . and ..). */
+static unsigned tmp_names(const char *dir)
+{
+    char p[4200];
+    snprintf(p, sizeof(p), "%s/tmp", dir);
+    DIR *d = opendir(p);
+    if (!d)
+        return 999;
+    unsigned n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        n += de->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Writes n bytes in irregular chunks, commits, reads back. expect_anon:
+ * the temp file must be unnamed (1), named (0), either (-1). */
+static void roundtrip(struct store *s, size_t n, unsigned seed, int expect_mem, int expect_anon)
 {
     uint8_t *data = malloc(n ? n : 1);
     fill(data, n, seed);
@@ -52,6 +72,10 @@ static void roundtrip(struct store *s, size_t n, unsigned seed, int expect_mem)
     }
     CHECK_INT_EQ(store_tmp_finish(&t), 0);
     CHECK_INT_EQ(store_tmp_finish(&t), 0); /* idempotent */
+    if (expect_anon >= 0)
+        CHECK_INT_EQ(t.anon, expect_anon);
+    if (t.anon)
+        CHECK_INT_EQ(tmp_names(store_dir(s)), 0); /* nothing named in tmp/ */
     size_t ml = 0;
     const void *m = store_tmp_mem(&t, &ml);
     if (expect_mem >= 0)
@@ -87,7 +111,7 @@ static void roundtrip(struct store *s, size_t n, unsigned seed, int expect_mem)
 static const size_t SIZES[] = {0, 1, 4095, 4096, 4097, 139980, 262144, 524288 + 1234,
                                1000000, 3 * 1024 * 1024 + 123};
 
-static void sizes_in(const char *base, bool direct, int direct_works)
+static void sizes_in(const char *base, bool direct, int direct_works, bool anon)
 {
     char dir[4096];
     snprintf(dir, sizeof(dir), "%s/yy-store-XXXXXX", base);
@@ -100,10 +124,32 @@ static void sizes_in(const char *base, bool direct, int direct_works)
     if (!s)
         return;
     store_set_direct(s, direct);
+    store_set_tmpfile(s, anon);
     for (unsigned i = 0; i < YY_ARRAY_LEN(SIZES); i++) {
         /* in memory: direct I/O, something written, and within the buffer */
         int mem = direct && SIZES[i] > 0 && SIZES[i] <= 1000000;
-        roundtrip(s, SIZES[i], i + 1, direct_works < 0 ? -1 : mem && direct_works);
+        roundtrip(s, SIZES[i], i + 1, direct_works < 0 ? -1 : mem && direct_works,
+                  anon ? -1 : 0);
+    }
+    /* a leftover file under the object's name (a crash between a link and
+     * the removal of a replaced file) is replaced, as rename would */
+    for (unsigned k = 0; k < 2; k++) {
+        uint8_t b[3000];
+        memset(b, 'a' + (int)k, sizeof(b));
+        struct store_tmp t;
+        char rel[STORE_REL_MAX];
+        CHECK_INT_EQ(store_tmp_create(s, &t), 0);
+        CHECK_INT_EQ(store_tmp_write(&t, b, sizeof(b) - k), 0);
+        CHECK_INT_EQ(store_commit(s, &t, "1.2.3.4.5.6", rel), 0);
+        store_tmp_discard(&t);
+        int fd = -1;
+        CHECK_INT_EQ(store_open_object(s, rel, &fd), 0);
+        uint8_t back[4000];
+        ssize_t got = fd >= 0 ? read(fd, back, sizeof(back)) : -1;
+        if (fd >= 0)
+            close(fd);
+        CHECK_INT_EQ(got, (ssize_t)(sizeof(b) - k));
+        CHECK(got > 0 && back[0] == 'a' + k && back[got - 1] == 'a' + k);
     }
     /* a discarded tmp leaves nothing behind */
     struct store_tmp t;
@@ -118,16 +164,43 @@ static void sizes_in(const char *base, bool direct, int direct_works)
     rm_rf(dir);
 }
 
-static void test_page_cache(void)
+static const char *tmp_base(void)
 {
     const char *tmp = getenv("TMPDIR");
-    sizes_in(tmp && *tmp ? tmp : "/tmp", false, 1);
+    return tmp && *tmp ? tmp : "/tmp";
+}
+
+static void test_page_cache(void)
+{
+    sizes_in(tmp_base(), false, 1, true);
+    sizes_in(tmp_base(), false, 1, false);
 }
 
 static void test_direct(void)
 {
-    const char *tmp = getenv("TMPDIR");
-    sizes_in(tmp && *tmp ? tmp : "/tmp", true, 1);
+    sizes_in(tmp_base(), true, 1, true);
+    sizes_in(tmp_base(), true, 1, false);
+}
+
+/* On Linux's common file systems (ext4, xfs, btrfs, tmpfs) temp files are
+ * unnamed by default. */
+static void test_unnamed_by_default(void)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/yy-store-XXXXXX", tmp_base());
+    if (!mkdtemp(dir)) {
+        CHECK_FAIL_("mkdtemp: %s", strerror(errno));
+        return;
+    }
+    struct store *s = NULL;
+    CHECK_INT_EQ(store_open(dir, &s), 0);
+    struct store_tmp t;
+    CHECK_INT_EQ(store_tmp_create(s, &t), 0);
+    CHECK(t.anon);
+    CHECK_INT_EQ(tmp_names(dir), 0);
+    store_tmp_discard(&t);
+    store_close(s);
+    rm_rf(dir);
 }
 
 static void test_direct_on_tmpfs(void)
@@ -139,13 +212,15 @@ static void test_direct_on_tmpfs(void)
     }
     /* tmpfs takes O_DIRECT since Linux 6.6 and refuses it before (then the
      * writes go through the page cache): the bytes come back either way */
-    sizes_in("/dev/shm", true, -1);
+    sizes_in("/dev/shm", true, -1, true);
+    sizes_in("/dev/shm", true, -1, false);
 }
 
 int main(void)
 {
     RUN(test_page_cache);
     RUN(test_direct);
+    RUN(test_unnamed_by_default);
     RUN(test_direct_on_tmpfs);
     return check_summary();
 }
