@@ -273,7 +273,13 @@ int store_tmp_create(struct store *s, struct store_tmp *t)
     return 0;
 }
 
-static int write_all(struct store_tmp *t, const uint8_t *p, size_t len);
+static int write_all(struct store_tmp *t, const uint8_t *p, size_t len, off_t at);
+
+/* Where the staging buffer's bytes go in the file. */
+static off_t stage_at(const struct store_tmp *t)
+{
+    return (off_t)(t->size - t->stage_len);
+}
 
 /* Writes the staging buffer's whole blocks, keeping the rest. */
 static int stage_flush(struct store_tmp *t)
@@ -281,7 +287,7 @@ static int stage_flush(struct store_tmp *t)
     size_t n = t->stage_len & ~(size_t)(DIO_ALIGN - 1);
     if (n == 0)
         return 0;
-    int r = write_all(t, t->stage, n);
+    int r = write_all(t, t->stage, n, stage_at(t));
     if (r < 0)
         return r;
     memmove(t->stage, t->stage + n, t->stage_len - n);
@@ -290,21 +296,30 @@ static int stage_flush(struct store_tmp *t)
     return 0;
 }
 
-/* Writes the last partial block through the page cache (O_DIRECT off for
- * this fd), so the file ends at its size without padding: padding and then
- * truncating made the kernel read the block back from the disk (to zero
- * its end) and write it twice. */
-static int stage_write_tail(struct store_tmp *t, const uint8_t *p, size_t len)
+/* Writes the last partial block (len bytes at at) through the page cache
+ * (O_DIRECT off for this write), so the file ends at its size without
+ * padding: padding and then truncating made the kernel read the block back
+ * from the disk (to zero its end) and write it twice. Its write-back is
+ * started at once, to run while the whole blocks are written with O_DIRECT
+ * (else it ran inside the fdatasync: rig, fdatasync 1.37 → 0.96 ms, and
+ * +8 % and +17 % single-instance STOWs at 4 clients in two sets). */
+static int stage_write_tail(struct store_tmp *t, const uint8_t *p, size_t len, off_t at)
 {
     if (len == 0)
         return 0;
     int fl = fcntl(t->fd, F_GETFL);
-    if (fl < 0 || fcntl(t->fd, F_SETFL, fl & ~O_DIRECT) < 0)
+    if (fl < 0)
+        return -EIO;
+    if ((fl & O_DIRECT) && fcntl(t->fd, F_SETFL, fl & ~O_DIRECT) < 0)
         return -EIO;
     bool direct = t->direct;
     t->direct = false;
-    int r = write_all(t, p, len);
+    int r = write_all(t, p, len, at);
     t->direct = direct;
+    if (r == 0)
+        (void)sync_file_range(t->fd, at, (off_t)len, SYNC_FILE_RANGE_WRITE); /* a hint */
+    if ((fl & O_DIRECT) && fcntl(t->fd, F_SETFL, fl) < 0 && r == 0)
+        r = -EIO;
     return r;
 }
 
@@ -354,7 +369,7 @@ int store_tmp_write(struct store_tmp *t, const void *data, size_t len)
         }
         return 0;
     }
-    int r = write_all(t, data, len);
+    int r = write_all(t, data, len, (off_t)t->size);
     if (r == 0)
         t->size += len;
     return r;
@@ -364,12 +379,14 @@ int store_tmp_finish(struct store_tmp *t)
 {
     if (!t->direct || t->finished)
         return 0;
-    /* the whole blocks with O_DIRECT, the rest buffered; the whole object
+    /* the last partial block first (buffered, its write-back started),
+     * then the whole blocks with O_DIRECT before it; the whole object
      * stays in the buffer when it was never spilled (parsed from there) */
     size_t len = t->stage_len, blocks = len & ~(size_t)(DIO_ALIGN - 1);
-    int r = blocks ? write_all(t, t->stage, blocks) : 0;
-    if (r == 0)
-        r = stage_write_tail(t, t->stage + blocks, len - blocks);
+    off_t at = stage_at(t);
+    int r = stage_write_tail(t, t->stage + blocks, len - blocks, at + (off_t)blocks);
+    if (r == 0 && blocks)
+        r = write_all(t, t->stage, blocks, at);
     if (r < 0)
         return r;
     if (t->spilled)
@@ -386,10 +403,10 @@ const void *store_tmp_mem(const struct store_tmp *t, size_t *len)
     return t->stage;
 }
 
-static int write_all(struct store_tmp *t, const uint8_t *p, size_t len)
+static int write_all(struct store_tmp *t, const uint8_t *p, size_t len, off_t at)
 {
     while (len > 0) {
-        ssize_t n = write(t->fd, p, len);
+        ssize_t n = pwrite(t->fd, p, len, at);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -405,6 +422,7 @@ static int write_all(struct store_tmp *t, const uint8_t *p, size_t len)
         if (t->direct && (size_t)n < len && (n % DIO_ALIGN) != 0)
             return -EIO; /* a direct write cut inside a block */
         p += n;
+        at += n;
         len -= (size_t)n;
     }
     return 0;
