@@ -174,7 +174,8 @@ static size_t dir_len(const char *rel)
 
 /* Makes the directory entries of a batch durable: one fsync per distinct
  * directory (objects stored at the same time share one), after every file
- * of the batch was renamed into it. A failed directory fails its items. */
+ * of the batch was renamed into it. A failed directory fails its items
+ * (and index_submit then commits none of the batch's rows). */
 static void sync_batch_dirs(struct ingest *g, struct gc_item *batch)
 {
     for (struct gc_item *it = batch; it; it = it->next) {
@@ -216,7 +217,8 @@ static void *syncer_main(void *arg)
 }
 
 /* Hands the batch's directory syncs to the syncer; false when there is
- * nothing to sync or no syncer (the leader then syncs itself first). */
+ * nothing to sync or no syncer (the leader then syncs itself first, and
+ * dir_sync_wait does not wait). */
 static bool dir_sync_start(struct ingest *g, struct gc_item *batch)
 {
     bool any = false;
@@ -293,37 +295,31 @@ static int index_submit(struct ingest *g, const struct index_put *put, bool sync
             g->queue = NULL;
             g->queue_tail = &g->queue;
             pthread_mutex_unlock(&g->lock);
-            /* the directories are synced while the rows are written;
-             * the rows are committed (visible) only once they are durable */
+            /* the directories are synced while the rows are written (by
+             * the leader first when there is no syncer); the rows are
+             * committed (visible) only once every directory is durable */
             struct dir_sync ds = {g, batch};
-            bool overlap = dir_sync_start(g, batch);
-            if (!overlap)
+            if (!dir_sync_start(g, batch))
                 sync_batch_dirs(g, batch);
             size_t n = 0;
             for (struct gc_item *it = batch; it; it = it->next)
-                n += overlap || it->result == 0;
-            struct index_put *items = malloc((n ? n : 1) * sizeof(*items));
-            int *res = malloc((n ? n : 1) * sizeof(*res));
-            if (!items || !res || !n) {
-                if (overlap)
-                    (void)dir_sync_wait(&ds);
+                n++;
+            struct index_put *items = malloc(n * sizeof(*items));
+            int *res = malloc(n * sizeof(*res));
+            if (!items || !res) {
+                (void)dir_sync_wait(&ds);
                 for (struct gc_item *it = batch; it; it = it->next)
                     it->result = it->result ? it->result : -ENOMEM;
             } else {
                 size_t k = 0;
                 for (struct gc_item *it = batch; it; it = it->next)
-                    if (overlap || it->result == 0)
-                        items[k++] = *it->put;
-                (void)index_put_many(g->ix, items, n, res, overlap ? dir_sync_wait : NULL, &ds);
-                if (overlap)
-                    (void)dir_sync_wait(&ds); /* before_commit is skipped on errors */
+                    items[k++] = *it->put;
+                (void)index_put_many(g->ix, items, n, res, dir_sync_wait, &ds);
+                (void)dir_sync_wait(&ds); /* before_commit is skipped on errors */
                 k = 0;
-                for (struct gc_item *it = batch; it; it = it->next)
-                    if (overlap || it->result == 0) {
-                        /* a directory's own error wins over the rollback's */
-                        it->result = it->result ? it->result : res[k];
-                        k++;
-                    }
+                for (struct gc_item *it = batch; it; it = it->next, k++)
+                    /* a directory's own error wins over the rollback's */
+                    it->result = it->result ? it->result : res[k];
             }
             free(items);
             free(res);

@@ -139,8 +139,7 @@ int store_open(const char *data_dir, struct store **out)
     }
     snprintf(p, sizeof(p), "%s/tmp", data_dir);
     clean_tmp(p);
-    /* an unnamed file is linked into place through /proc */
-    atomic_store(&s->anon, access("/proc/self/fd", X_OK) == 0);
+    store_set_tmpfile(s, true);
     *out = s;
     return 0;
 }
@@ -176,6 +175,7 @@ void store_set_direct(struct store *s, bool on)
 
 void store_set_tmpfile(struct store *s, bool on)
 {
+    /* an unnamed file is linked into place through /proc */
     atomic_store(&s->anon, on && access("/proc/self/fd", X_OK) == 0);
 }
 
