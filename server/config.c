@@ -36,6 +36,7 @@ static const struct key g_keys[] = {
     STR(log_level, "info", "debug, info, warn, error or off"),
     BOOL(overwrite, "false", "let a different object replace an already stored SOP Instance UID"),
     BOOL(direct_io, "true", "write received objects with O_DIRECT (not through the page cache; falls back where the file system refuses it)"),
+    BOOL(one_flush, "true", "make a new object durable with one flush where the file system allows it (ext4, XFS): linked first, then one fsync, a CRC-32 in its inode for recovery; off: two flushes (file, then folder)"),
     BOOL(access_log, "true", "write one access-log line per request on stderr"),
     UINT(max_connections, "256", "concurrent HTTP connections"),
     UINT(connection_timeout_s, "30", "seconds after which an idle or stalled connection is closed"),

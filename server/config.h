@@ -22,6 +22,7 @@ struct config {
     char log_level[16];        /* debug, info, warn, error, off */
     bool overwrite;            /* a different object may replace a stored SOP Instance UID */
     bool direct_io;            /* received objects written with O_DIRECT */
+    bool one_flush;            /* one fsync per new object where possible */
     bool access_log;           /* one line per request on stderr */
     unsigned max_connections;  /* concurrent HTTP connections */
     unsigned connection_timeout_s; /* idle / slow connection timeout */

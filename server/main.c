@@ -65,6 +65,12 @@ static int open_app(struct app *app, bool for_server)
     }
     store_set_reserve(app->store, app->cfg.disk_reserve_bytes);
     store_set_direct(app->store, app->cfg.direct_io);
+    store_set_one_flush(app->store, app->cfg.one_flush);
+    if (for_server)
+        log_info("store: %s",
+                 store_one_flush(app->store)
+                     ? "one flush per new object (file linked first, CRC-32 in its inode)"
+                     : "two flushes per new object (file, then its folder)");
     char path[1100];
     snprintf(path, sizeof(path), "%s/index.db", app->cfg.data);
     r = index_open(path, &app->index, err, sizeof(err));

@@ -261,24 +261,37 @@ static void syncing_done(struct ingest *g)
         pthread_cond_signal(&g->leader_cond);
 }
 
+/* Whether an item of the queue needs its directory synced (under g->lock). */
+static bool queue_needs_sync(const struct ingest *g)
+{
+    for (const struct gc_item *it = g->queue; it; it = it->next)
+        if (it->sync_dir)
+            return true;
+    return false;
+}
+
 /* Group commit: the first waiter becomes the leader, makes the directory
  * entries of every queued item durable (on the syncer thread, while it
  * writes their rows) and commits the rows in one transaction once they
- * are, so concurrent STOW clients share their directory and index syncs. */
-static int index_submit(struct ingest *g, const struct index_put *put, bool sync_dir)
+ * are, so concurrent STOW clients share their directory and index syncs.
+ * synced: put's object came from the file-sync stage (g->syncing). */
+static int index_submit(struct ingest *g, const struct index_put *put, bool synced,
+                        bool sync_dir)
 {
     struct gc_item me = {put, sync_dir, 0, false, NULL};
     pthread_mutex_lock(&g->lock);
     *g->queue_tail = &me;
     g->queue_tail = &me.next;
-    if (sync_dir)
+    if (synced)
         syncing_done(g);
     while (!me.done) {
         if (!g->leader) {
             g->leader = true;
-            /* objects whose files are being synced right now join this
-             * batch (a flush takes about as long as waiting for them), up
-             * to GC_WAIT_MS */
+            /* objects whose files are being synced right now join a batch
+             * with a directory to sync (its flush takes about as long as
+             * waiting for them), up to GC_WAIT_MS; a batch of objects
+             * already durable (one flush) commits at once, since its
+             * commit syncs nothing */
             struct timespec until;
             clock_gettime(CLOCK_REALTIME, &until);
             until.tv_nsec += GC_WAIT_MS * 1000000L;
@@ -287,7 +300,7 @@ static int index_submit(struct ingest *g, const struct index_put *put, bool sync
                 until.tv_nsec -= 1000000000L;
             }
             g->leader_waiting = true;
-            while (g->syncing > 0 &&
+            while (g->syncing > 0 && queue_needs_sync(g) &&
                    pthread_cond_timedwait(&g->leader_cond, &g->lock, &until) != ETIMEDOUT) {
             }
             g->leader_waiting = false;
@@ -513,7 +526,10 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
     pthread_mutex_lock(&g->lock);
     g->syncing++;
     pthread_mutex_unlock(&g->lock);
-    r = store_commit_nodirsync(g->store, t, in.sop_uid, old_rel[0] ? old_rel : NULL, rel);
+    enum store_sync next;
+    r = store_commit_start(g->store, t, in.sop_uid, old_rel[0] ? old_rel : NULL, rel, &next);
+    if (r == 0 && next == STORE_SYNC_FILE)
+        r = store_commit_finish(g->store, t, rel);
     if (r < 0) {
         pthread_mutex_lock(&g->lock);
         syncing_done(g);
@@ -526,7 +542,7 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
     }
     /* a replacement's row must be durable before the replaced file goes */
     struct index_put put = {&in, rel, size, now_ms(), meta.data, meta.len, old_rel[0] != 0};
-    r = index_submit(g, &put, true);
+    r = index_submit(g, &put, true, next == STORE_SYNC_DIR);
     if (r < 0) {
         /* the file is durable but not indexed: remove it so that nothing
          * half-stored stays (the client is told it failed) */
@@ -597,8 +613,19 @@ static int index_stored(struct ingest *g, const char *rel, bool recovering,
                         struct ingest_result *res)
 {
     memset(res, 0, sizeof(*res));
+    int r = store_check_object(g->store, rel);
+    if (r == -EBADMSG) {
+        /* written with one flush and torn by a crash before that flush
+         * ended: never acknowledged, and not what its client sent */
+        char aside[STORE_REL_MAX] = "";
+        r = store_set_aside(g->store, rel, aside);
+        fail(res, FAIL_PROCESSING,
+             "%s does not match its CRC-32 (torn by a crash before it was acknowledged): %s %s",
+             rel, r == 0 ? "moved to" : "could not be moved to damaged/", aside);
+        return 0;
+    }
     int fd;
-    int r = store_open_object(g->store, rel, &fd);
+    r = r < 0 ? r : store_open_object(g->store, rel, &fd);
     if (r < 0) {
         fail(res, FAIL_PROCESSING, "cannot open %s", rel);
         return r;
@@ -634,7 +661,7 @@ static int index_stored(struct ingest *g, const char *rel, bool recovering,
             int ir = encode_meta(&in, &meta);
             struct index_put put = {&in, rel, size, mtime, meta.data, meta.len, false};
             if (ir == 0)
-                ir = index_submit(g, &put, false);
+                ir = index_submit(g, &put, false, false);
             buf_release(&meta);
             if (ir < 0)
                 fail(res, FAIL_PROCESSING, "the index could not record %s", rel);

@@ -14,8 +14,12 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/statvfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
+
+#include <libdeflate.h>
 
 #include "core/log.h"
 #include "core/sha256.h"
@@ -37,12 +41,19 @@
 #define STAGE_POOL 8                   /* buffers kept */
 #define STAGE_POOL_BYTES (4 << 20)     /* bytes kept */
 
+/* The CRC-32 of an object written with one flush (store_set_one_flush):
+ * 4 bytes, little-endian, in the inode (checked by store_open) */
+#define XATTR_CRC "user.yingyun.crc32"
+#define EXT4_MAGIC 0xEF53u
+#define XFS_MAGIC 0x58465342u
+
 struct store {
     char *dir;
     int dir_fd;
     uint64_t reserve;
     _Atomic bool direct;
     _Atomic bool anon; /* temp files made with O_TMPFILE (store_set_tmpfile) */
+    _Atomic bool one_flush; /* store_set_one_flush */
     pthread_mutex_t day_lock;
     char day[STORE_REL_MAX]; /* objects/<day> known to exist durably */
     pthread_mutex_t pool_lock;
@@ -140,6 +151,7 @@ int store_open(const char *data_dir, struct store **out)
     snprintf(p, sizeof(p), "%s/tmp", data_dir);
     clean_tmp(p);
     store_set_tmpfile(s, true);
+    store_set_one_flush(s, true);
     *out = s;
     return 0;
 }
@@ -177,19 +189,71 @@ void store_set_tmpfile(struct store *s, bool on)
 {
     /* an unnamed file is linked into place through /proc */
     atomic_store(&s->anon, on && access("/proc/self/fd", X_OK) == 0);
+    if (!atomic_load(&s->anon))
+        atomic_store(&s->one_flush, false); /* needs them */
 }
 
-/* An unnamed temp file in tmp/ (O_TMPFILE): nothing to name, remove or
- * sync in tmp/, and nothing left there by a crash. -EOPNOTSUPP where the
- * file system has none; -EINVAL when it refuses O_DIRECT. */
+/* Whether one fsync of a file just linked into a folder makes its entry
+ * there durable too, and a 4-byte user xattr fits in the file's inode (no
+ * block of its own, which could reach the disk apart from the inode):
+ * ext4 (with a journal, fsync commits the transaction of the link; without
+ * one, fsync writes the folder of a new entry before its flush) and XFS
+ * (fsync forces the log up to the inode's last change, the link). */
+static bool one_flush_works(struct store *s)
+{
+    int dfd = openat(s->dir_fd, "objects", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return false;
+    struct statfs sf;
+    bool ok = fstatfs(dfd, &sf) == 0 &&
+              ((uint32_t)sf.f_type == EXT4_MAGIC || (uint32_t)sf.f_type == XFS_MAGIC);
+    int fd = ok ? openat(dfd, ".", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640) : -1;
+    close(dfd);
+    if (fd < 0)
+        return false;
+    static const uint8_t v[4] = {0};
+    struct stat st;
+    ok = fsetxattr(fd, XATTR_CRC, v, sizeof(v), 0) == 0 && fstat(fd, &st) == 0 &&
+         st.st_blocks == 0;
+    close(fd);
+    return ok;
+}
+
+void store_set_one_flush(struct store *s, bool on)
+{
+    atomic_store(&s->one_flush, on && atomic_load(&s->anon) && one_flush_works(s));
+}
+
+bool store_one_flush(struct store *s)
+{
+    return atomic_load(&s->one_flush);
+}
+
+static int day_dir(struct store *s, char out[STORE_REL_MAX]);
+static int make_day_dir(struct store *s, const char *dir);
+
+/* An unnamed temp file (O_TMPFILE) in today's folder, where it is linked
+ * at commit (an alias of the file is then in that folder only, which is
+ * the folder ext4 without a journal writes at its fsync): nothing to name,
+ * remove or sync in tmp/, and nothing left behind by a crash. -EOPNOTSUPP
+ * where the file system has none; -EINVAL when it refuses O_DIRECT. */
 static int open_anon(struct store *s, struct store_tmp *t)
 {
-    int fd = openat(s->dir_fd, "tmp", O_TMPFILE | O_WRONLY | O_CLOEXEC |
-                                          (t->direct ? O_DIRECT : 0), 0640);
+    int r = day_dir(s, t->day);
+    if (r < 0)
+        return r;
+    int fl = O_TMPFILE | O_WRONLY | O_CLOEXEC;
+    int fd = openat(s->dir_fd, t->day, fl | (t->direct ? O_DIRECT : 0), 0640);
+    if (fd < 0 && errno == ENOENT) {
+        /* the day's folder was removed by hand since it was made */
+        if ((r = make_day_dir(s, t->day)) < 0)
+            return r;
+        fd = openat(s->dir_fd, t->day, fl | (t->direct ? O_DIRECT : 0), 0640);
+    }
     if (fd < 0) {
         if (errno == EINVAL && t->direct) {
             /* O_DIRECT or O_TMPFILE refused: which one? */
-            int k = openat(s->dir_fd, "tmp", O_TMPFILE | O_WRONLY | O_CLOEXEC, 0640);
+            int k = openat(s->dir_fd, t->day, fl, 0640);
             if (k < 0)
                 return -EOPNOTSUPP;
             close(k);
@@ -352,6 +416,7 @@ static int stage_room(struct store_tmp *t, size_t len)
 
 int store_tmp_write(struct store_tmp *t, const void *data, size_t len)
 {
+    t->crc = (uint32_t)libdeflate_crc32(t->crc, data, len);
     if (t->direct) {
         const uint8_t *p = data;
         while (len > 0) {
@@ -528,16 +593,55 @@ static int link_anon(struct store *s, struct store_tmp *t, const char *dir, cons
             return e == ENOSPC || e == EDQUOT ? -ENOSPC : -e;
         }
     }
+    return 0;
+}
+
+/* Closes the committed t's file: t is consumed. */
+static int consume(struct store_tmp *t)
+{
     int r = close(t->fd) < 0 ? -EIO : 0;
     t->fd = -1;
-    t->path[0] = 0; /* consumed */
+    t->path[0] = 0;
     return r;
 }
 
-int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop_uid,
-                           const char *keep, char rel[STORE_REL_MAX])
+/* One flush (store_set_one_flush): the CRC-32 of the bytes goes into the
+ * inode and the file is linked into place; store_commit_finish's fsync
+ * then makes its bytes, its inode and its entry durable. A crash before
+ * that fsync ends may leave it linked with blocks that never reached the
+ * disk: it was not acknowledged, and its CRC tells so
+ * (store_check_object). -EOPNOTSUPP (nothing done) when the xattr cannot
+ * be set. */
+static int link_one_flush(struct store *s, struct store_tmp *t, const char *dir,
+                          const char *rel)
+{
+    uint8_t v[4] = {(uint8_t)t->crc, (uint8_t)(t->crc >> 8), (uint8_t)(t->crc >> 16),
+                    (uint8_t)(t->crc >> 24)};
+    if (fsetxattr(t->fd, XATTR_CRC, v, sizeof(v), 0) < 0) {
+        if (errno == ENOSPC || errno == EDQUOT)
+            return -ENOSPC;
+        atomic_store(&s->one_flush, false);
+        log_debug("store: no xattr here (errno %d): two flushes per object", errno);
+        return -EOPNOTSUPP;
+    }
+    return link_anon(s, t, dir, rel);
+}
+
+int store_commit_finish(struct store *s, struct store_tmp *t, const char *rel)
+{
+    if (fsync(t->fd) < 0) {
+        int r = errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
+        (void)unlinkat(s->dir_fd, rel, 0); /* not durable: not to be found */
+        return r;
+    }
+    return consume(t);
+}
+
+int store_commit_start(struct store *s, struct store_tmp *t, const char *sop_uid,
+                       const char *keep, char rel[STORE_REL_MAX], enum store_sync *next)
 {
     char dir[STORE_REL_MAX], name[48], tmp_rel[64];
+    *next = STORE_SYNC_DIR;
     int r = day_dir(s, dir);
     if (r < 0)
         return r;
@@ -560,10 +664,20 @@ int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop
     r = store_tmp_finish(t);
     if (r < 0)
         return r;
+    if (t->anon && atomic_load(&s->one_flush) && strcmp(t->day, dir) == 0) {
+        r = link_one_flush(s, t, dir, rel);
+        if (r != -EOPNOTSUPP) {
+            *next = STORE_SYNC_FILE;
+            return r;
+        }
+    }
+    /* two flushes: the file's, then (store_sync_dir) its folder's */
     if (fdatasync(t->fd) < 0)
         return errno == ENOSPC || errno == EDQUOT ? -ENOSPC : -EIO;
-    if (t->anon)
-        return link_anon(s, t, dir, rel);
+    if (t->anon) {
+        r = link_anon(s, t, dir, rel);
+        return r < 0 ? r : consume(t);
+    }
     if (close(t->fd) < 0) {
         t->fd = -1;
         return -EIO;
@@ -591,8 +705,11 @@ int store_sync_dir(struct store *s, const char *rel)
 int store_commit(struct store *s, struct store_tmp *t, const char *sop_uid,
                  char rel[STORE_REL_MAX])
 {
-    int r = store_commit_nodirsync(s, t, sop_uid, NULL, rel);
-    return r < 0 ? r : store_sync_dir(s, rel);
+    enum store_sync next;
+    int r = store_commit_start(s, t, sop_uid, NULL, rel, &next);
+    if (r < 0)
+        return r;
+    return next == STORE_SYNC_FILE ? store_commit_finish(s, t, rel) : store_sync_dir(s, rel);
 }
 
 int store_open_object(struct store *s, const char *rel, int *fd)
@@ -613,6 +730,71 @@ int store_unlink(struct store *s, const char *rel)
     rel_dir(rel, dir);
     int r = fsync_dir(s->dir_fd, dir);
     return r == -ENOENT ? 0 : r;
+}
+
+int store_check_object(struct store *s, const char *rel)
+{
+    int fd;
+    int r = store_open_object(s, rel, &fd);
+    if (r < 0)
+        return r;
+    uint8_t v[4];
+    ssize_t n = fgetxattr(fd, XATTR_CRC, v, sizeof(v));
+    if (n < 0) {
+        int e = errno;
+        close(fd);
+        /* none: linked once durable (two flushes, or before 0.3) */
+        return e == ENODATA || e == ENOTSUP ? 0 : -EIO;
+    }
+    enum { CHUNK = 256 * 1024 };
+    uint8_t *b = n == (ssize_t)sizeof(v) ? malloc(CHUNK) : NULL;
+    if (!b) {
+        close(fd);
+        return n == (ssize_t)sizeof(v) ? -ENOMEM : -EBADMSG;
+    }
+    uint32_t want = (uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 |
+                    (uint32_t)v[3] << 24;
+    uint32_t crc = 0;
+    r = 0;
+    for (off_t off = 0;;) {
+        ssize_t k = pread(fd, b, CHUNK, off);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0) {
+            r = -EIO;
+            break;
+        }
+        if (k == 0)
+            break;
+        crc = (uint32_t)libdeflate_crc32(crc, b, (size_t)k);
+        off += k;
+    }
+    free(b);
+    close(fd);
+    return r < 0 ? r : crc == want ? 0 : -EBADMSG;
+}
+
+int store_set_aside(struct store *s, const char *rel, char out[STORE_REL_MAX])
+{
+    if (strncmp(rel, "objects/", 8) != 0 || strstr(rel, "..") || strlen(rel) >= STORE_REL_MAX)
+        return -EINVAL;
+    /* damaged/<day>[r]-<40 hex>.dcm (or ab-cd-<40 hex>.dcm) */
+    char name[STORE_REL_MAX];
+    snprintf(name, sizeof(name), "%s", rel + 8);
+    for (char *c = name; *c; c++)
+        if (*c == '/')
+            *c = '-';
+    if (snprintf(out, STORE_REL_MAX, "damaged/%s", name) >= STORE_REL_MAX)
+        return -ENAMETOOLONG;
+    if (mkdirat(s->dir_fd, "damaged", 0750) < 0 && errno != EEXIST)
+        return -errno;
+    if (renameat(s->dir_fd, rel, s->dir_fd, out) < 0)
+        return -errno;
+    char dir[STORE_REL_MAX];
+    rel_dir(rel, dir);
+    int r = fsync_dir(s->dir_fd, "damaged");
+    int r2 = fsync_dir(s->dir_fd, dir);
+    return r < 0 ? r : r2;
 }
 
 int store_same_content(struct store *s, struct store_tmp *t, const char *rel, bool *same)

@@ -11,18 +11,31 @@
  *                                indexed)
  *   objects/ab/cd/<40 hex>.dcm   the same in stores written before 0.2 (still
  *                                read, walked and replaced)
- *   tmp/                         incoming bytes: unnamed files (O_TMPFILE),
- *                                or tmp/<random>.part where the file system
- *                                has none (emptied at every open)
+ *   tmp/                         incoming bytes where the file system has no
+ *                                unnamed files (O_TMPFILE): tmp/<random>.part
+ *                                (emptied at every open)
+ *   damaged/<day>-<40 hex>.dcm   objects set aside by store_set_aside()
  *
- * Durability: store_commit() fdatasync()s the temp file, links (or renames)
- * it into place and fsync()s the directory, so a committed object survives
- * a crash and a half-written one is never visible under objects/. An
- * unnamed temp file needs no directory entry in tmp/ (nothing to create,
- * remove or sync there) and vanishes with its descriptor, even when the
- * process is killed. Objects stored at
- * the same time share their directory, so concurrent commits can share its
- * fsync (store_commit_nodirsync + store_sync_dir). With direct I/O on,
+ * Incoming bytes go to an unnamed file (O_TMPFILE) in today's folder: it
+ * needs no entry anywhere (nothing to create, remove or sync) and vanishes
+ * with its descriptor, even when the process is killed.
+ *
+ * Durability, two flushes (any file system): store_commit() fdatasync()s
+ * the file, links (or renames) it into place and fsync()s the folder, so a
+ * committed object survives a crash and a half-written one is never
+ * visible under objects/. Objects stored at the same time share their
+ * folder, so concurrent commits can share its fsync (store_commit_start
+ * + store_sync_dir).
+ *
+ * One flush (store_set_one_flush; ext4 and XFS, where one fsync of a file
+ * just linked makes its entry durable too): the CRC-32 of the bytes goes
+ * into the file's inode (xattr user.yingyun.crc32), the file is linked into
+ * place, then one fsync makes bytes, inode and entry durable. A crash
+ * before that fsync ends may leave the entry with blocks that never reached
+ * the disk; such an object was never acknowledged, and
+ * store_check_object() finds it by its CRC (recovery sets it aside).
+ *
+ * With direct I/O on,
  * temp files are written with O_DIRECT (whole blocks from an aligned
  * buffer, the last partial block through the page cache): the same
  * fdatasync makes them durable.
@@ -51,6 +64,8 @@ struct store_tmp {
      * copy); an object that fits stays in it, to be parsed from memory */
     bool direct, spilled, finished;
     bool anon;                  /* unnamed (O_TMPFILE): path is /proc/self/fd/<fd> */
+    uint32_t crc;               /* CRC-32 of the bytes written */
+    char day[STORE_REL_MAX];    /* unnamed: the folder it was made in */
     unsigned char *stage;       /* from the store's pool of mapped buffers */
     size_t stage_len, stage_cap;
     struct store *owner;
@@ -71,6 +86,11 @@ void store_set_direct(struct store *s, bool on);
  * default where /proc is mounted and the file system has them, else named
  * files in tmp/). */
 void store_set_tmpfile(struct store *s, bool on);
+
+/* Commits with one flush where the file system allows it (see above;
+ * default on, where it works: checked here). Off: two flushes. */
+void store_set_one_flush(struct store *s, bool on);
+bool store_one_flush(struct store *s);
 
 /* An empty, never-created tmp (fd -1, no path, no buffer). */
 void store_tmp_init(struct store_tmp *t);
@@ -96,15 +116,24 @@ bool store_name_matches(const char *rel, const char *sop_uid);
  * receives the relative path. */
 int store_commit(struct store *s, struct store_tmp *t, const char *sop_uid,
                  char rel[STORE_REL_MAX]);
-/* store_commit in two steps: the file is made durable and renamed into
- * place; the object counts as stored (may be indexed) only once
- * store_sync_dir() of its path (or of another path in the same directory,
- * called after the rename) has succeeded. keep (may be NULL) is the path of
- * a stored object that must survive until the caller removes it (the one
- * being replaced): when today's path is that one, the new file goes to the
- * day's second folder, objects/<day>r/, so nothing is renamed over it. */
-int store_commit_nodirsync(struct store *s, struct store_tmp *t, const char *sop_uid,
-                           const char *keep, char rel[STORE_REL_MAX]);
+/* store_commit in two steps, so that callers can share syncs or overlap
+ * them with other work. store_commit_start puts the file into place
+ * (rel receives its path) and says in *next what makes it durable:
+ *   STORE_SYNC_FILE  (one flush) store_commit_finish(t), which consumes t
+ *                    (on failure it removes the file; t stays the
+ *                    caller's to discard);
+ *   STORE_SYNC_DIR   (two flushes; t consumed, the file durable) a
+ *                    store_sync_dir() of rel, or of another path in the
+ *                    same folder called after this returned.
+ * The object counts as stored (may be indexed) only once that succeeded.
+ * keep (may be NULL) is the path of a stored object that must survive
+ * until the caller removes it (the one being replaced): when today's path
+ * is that one, the new file goes to the day's second folder,
+ * objects/<day>r/, so nothing is renamed over it. */
+enum store_sync { STORE_SYNC_FILE, STORE_SYNC_DIR };
+int store_commit_start(struct store *s, struct store_tmp *t, const char *sop_uid,
+                       const char *keep, char rel[STORE_REL_MAX], enum store_sync *next);
+int store_commit_finish(struct store *s, struct store_tmp *t, const char *rel);
 int store_sync_dir(struct store *s, const char *rel);
 
 
@@ -112,6 +141,14 @@ int store_sync_dir(struct store *s, const char *rel);
 int store_open_object(struct store *s, const char *rel, int *fd);
 /* Removes a stored object (missing is success) and fsyncs its directory. */
 int store_unlink(struct store *s, const char *rel);
+
+/* Checks a stored object against the CRC-32 recorded when it was written
+ * with one flush: 0 when it matches or there is none, -EBADMSG when it
+ * does not (torn by a crash before it was acknowledged), else -errno. */
+int store_check_object(struct store *s, const char *rel);
+/* Moves a stored object out of objects/ into damaged/ (out receives its
+ * new relative path), durably; nothing is deleted. */
+int store_set_aside(struct store *s, const char *rel, char out[STORE_REL_MAX]);
 
 /* True when the files at t and rel have identical bytes. */
 int store_same_content(struct store *s, struct store_tmp *t, const char *rel, bool *same);

@@ -3,8 +3,11 @@
  * staging-buffer limits, irregular chunks) come back byte for byte; small
  * ones stay in memory for parsing; an unnamed temp file leaves no name in
  * tmp/; a commit replaces a leftover file of the same name; tmpfs (which
- * refuses O_DIRECT before Linux 6.6) works either way. Real files in a temp
- * directory ($TMPDIR, and /dev/shm when there is one). */
+ * refuses O_DIRECT before Linux 6.6) works either way. One flush (ext4,
+ * XFS): the object is linked before its fsync, carries the CRC-32 of its
+ * bytes, a changed block is found and set aside; two flushes and the
+ * replacement folder carry none. Real files in a temp directory ($TMPDIR,
+ * and /dev/shm when there is one). */
 #include "core/common.h"
 
 #include <errno.h>
@@ -15,7 +18,10 @@
 #include <dirent.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/xattr.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include "check.h"
 #include "store/store.h"
@@ -216,11 +222,126 @@ static void test_direct_on_tmpfs(void)
     sizes_in("/dev/shm", true, -1, false);
 }
 
+/* Commits n bytes of seed as sop_uid with store_commit_start; *next says
+ * what was left to do, which is done. */
+static void commit_start(struct store *s, const char *sop_uid, const char *keep, unsigned seed,
+                         char rel[STORE_REL_MAX], enum store_sync *next)
+{
+    uint8_t data[50000];
+    fill(data, sizeof(data), seed);
+    struct store_tmp t;
+    CHECK_INT_EQ(store_tmp_create(s, &t), 0);
+    CHECK_INT_EQ(store_tmp_write(&t, data, 20000), 0);
+    CHECK_INT_EQ(store_tmp_write(&t, data + 20000, sizeof(data) - 20000), 0);
+    CHECK_INT_EQ(store_commit_start(s, &t, sop_uid, keep, rel, next), 0);
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/%s", store_dir(s), rel);
+    CHECK(access(path, F_OK) == 0); /* in place before its sync, either way */
+    if (*next == STORE_SYNC_FILE)
+        CHECK_INT_EQ(store_commit_finish(s, &t, rel), 0);
+    else
+        CHECK_INT_EQ(store_sync_dir(s, rel), 0);
+    store_tmp_discard(&t);
+}
+
+static void test_one_flush(void)
+{
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s/yy-store-XXXXXX", tmp_base());
+    if (!mkdtemp(dir)) {
+        CHECK_FAIL_("mkdtemp: %s", strerror(errno));
+        return;
+    }
+    struct store *s = NULL;
+    CHECK_INT_EQ(store_open(dir, &s), 0);
+    if (!s)
+        return;
+    struct statfs sf;
+    bool fs_ok = statfs(dir, &sf) == 0 && (sf.f_type == 0xEF53 || sf.f_type == 0x58465342);
+    CHECK_INT_EQ(store_one_flush(s), fs_ok);
+    if (!fs_ok) {
+        fprintf(stderr, "skip: %s is neither ext4 nor XFS (two flushes there)\n", dir);
+        store_close(s);
+        rm_rf(dir);
+        return;
+    }
+    char rel[STORE_REL_MAX], path[4200];
+    enum store_sync next;
+    commit_start(s, "1.2.3.9", NULL, 9, rel, &next);
+    CHECK_INT_EQ(next, STORE_SYNC_FILE);
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    uint8_t data[50000], v[4] = {0};
+    fill(data, sizeof(data), 9);
+    CHECK_INT_EQ(getxattr(path, "user.yingyun.crc32", v, sizeof(v)), 4);
+    uint32_t want = (uint32_t)crc32(0, data, sizeof(data));
+    CHECK_INT_EQ((uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 |
+                 (uint32_t)v[3] << 24, want);
+    CHECK_INT_EQ(store_check_object(s, rel), 0);
+    /* a block that never reached the disk: zeros where bytes were */
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    static const uint8_t zero[4096];
+    CHECK_INT_EQ(pwrite(fd, zero, sizeof(zero), 8192), (ssize_t)sizeof(zero));
+    close(fd);
+    CHECK_INT_EQ(store_check_object(s, rel), -EBADMSG);
+    char aside[STORE_REL_MAX], apath[4200];
+    CHECK_INT_EQ(store_set_aside(s, rel, aside), 0);
+    CHECK(access(path, F_OK) != 0);
+    CHECK(strncmp(aside, "damaged/", 8) == 0 && strchr(aside + 8, '/') == NULL);
+    snprintf(apath, sizeof(apath), "%s/%s", dir, aside);
+    struct stat st;
+    CHECK(stat(apath, &st) == 0 && st.st_size == (off_t)sizeof(data)); /* kept, not deleted */
+    CHECK_INT_EQ(store_set_aside(s, "objects/../index.db", aside), -EINVAL);
+    /* the replacement of an object stored today goes to the r folder:
+     * two flushes there (its temp file was made in the day's folder) */
+    commit_start(s, "1.2.3.10", NULL, 10, rel, &next);
+    char rel2[STORE_REL_MAX];
+    commit_start(s, "1.2.3.10", rel, 11, rel2, &next);
+    CHECK_INT_EQ(next, STORE_SYNC_DIR);
+    CHECK(strstr(rel2, "r/") != NULL);
+    CHECK_INT_EQ(store_check_object(s, rel2), 0);
+    /* two flushes: no CRC (the file is durable before its link) */
+    store_set_one_flush(s, false);
+    CHECK(!store_one_flush(s));
+    commit_start(s, "1.2.3.11", NULL, 12, rel, &next);
+    CHECK_INT_EQ(next, STORE_SYNC_DIR);
+    snprintf(path, sizeof(path), "%s/%s", dir, rel);
+    CHECK(getxattr(path, "user.yingyun.crc32", v, sizeof(v)) < 0 && errno == ENODATA);
+    CHECK_INT_EQ(store_check_object(s, rel), 0);
+    /* one flush needs unnamed temp files */
+    store_set_one_flush(s, true);
+    store_set_tmpfile(s, false);
+    CHECK(!store_one_flush(s));
+    store_close(s);
+    rm_rf(dir);
+}
+
+static void test_one_flush_off_on_tmpfs(void)
+{
+    struct stat st;
+    if (stat("/dev/shm", &st) != 0 || !S_ISDIR(st.st_mode) || access("/dev/shm", W_OK) != 0) {
+        fprintf(stderr, "skip: no writable /dev/shm\n");
+        return;
+    }
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "/dev/shm/yy-store-XXXXXX");
+    if (!mkdtemp(dir)) {
+        CHECK_FAIL_("mkdtemp: %s", strerror(errno));
+        return;
+    }
+    struct store *s = NULL;
+    CHECK_INT_EQ(store_open(dir, &s), 0);
+    CHECK(s && !store_one_flush(s));
+    store_close(s);
+    rm_rf(dir);
+}
+
 int main(void)
 {
     RUN(test_page_cache);
     RUN(test_direct);
     RUN(test_unnamed_by_default);
     RUN(test_direct_on_tmpfs);
+    RUN(test_one_flush);
+    RUN(test_one_flush_off_on_tmpfs);
     return check_summary();
 }
