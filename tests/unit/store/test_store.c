@@ -188,18 +188,28 @@ static void test_direct(void)
     sizes_in(tmp_base(), true, 1, false);
 }
 
+/* A store in a new folder under base (dir receives its path); NULL when
+ * that failed (a failed check). */
+static struct store *temp_store(const char *base, char dir[4096])
+{
+    snprintf(dir, 4096, "%s/yy-store-XXXXXX", base);
+    if (!mkdtemp(dir)) {
+        CHECK_FAIL_("mkdtemp in %s: %s", base, strerror(errno));
+        return NULL;
+    }
+    struct store *s = NULL;
+    CHECK_INT_EQ(store_open(dir, &s), 0);
+    return s;
+}
+
 /* On Linux's common file systems (ext4, xfs, btrfs, tmpfs) temp files are
  * unnamed by default. */
 static void test_unnamed_by_default(void)
 {
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/yy-store-XXXXXX", tmp_base());
-    if (!mkdtemp(dir)) {
-        CHECK_FAIL_("mkdtemp: %s", strerror(errno));
+    struct store *s = temp_store(tmp_base(), dir);
+    if (!s)
         return;
-    }
-    struct store *s = NULL;
-    CHECK_INT_EQ(store_open(dir, &s), 0);
     struct store_tmp t;
     CHECK_INT_EQ(store_tmp_create(s, &t), 0);
     CHECK(t.anon);
@@ -247,13 +257,7 @@ static void commit_start(struct store *s, const char *sop_uid, const char *keep,
 static void test_one_flush(void)
 {
     char dir[4096];
-    snprintf(dir, sizeof(dir), "%s/yy-store-XXXXXX", tmp_base());
-    if (!mkdtemp(dir)) {
-        CHECK_FAIL_("mkdtemp: %s", strerror(errno));
-        return;
-    }
-    struct store *s = NULL;
-    CHECK_INT_EQ(store_open(dir, &s), 0);
+    struct store *s = temp_store(tmp_base(), dir);
     if (!s)
         return;
     struct statfs sf;
@@ -323,14 +327,10 @@ static void test_one_flush_off_on_tmpfs(void)
         return;
     }
     char dir[4096];
-    snprintf(dir, sizeof(dir), "/dev/shm/yy-store-XXXXXX");
-    if (!mkdtemp(dir)) {
-        CHECK_FAIL_("mkdtemp: %s", strerror(errno));
+    struct store *s = temp_store("/dev/shm", dir);
+    if (!s)
         return;
-    }
-    struct store *s = NULL;
-    CHECK_INT_EQ(store_open(dir, &s), 0);
-    CHECK(s && !store_one_flush(s));
+    CHECK(!store_one_flush(s));
     store_close(s);
     rm_rf(dir);
 }
