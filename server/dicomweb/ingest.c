@@ -613,8 +613,19 @@ static int index_stored(struct ingest *g, const char *rel, bool recovering,
                         struct ingest_result *res)
 {
     memset(res, 0, sizeof(*res));
-    int r = store_check_object(g->store, rel);
-    if (r == -EBADMSG) {
+    int fd;
+    int r = store_open_object(g->store, rel, &fd);
+    if (r < 0) {
+        fail(res, FAIL_PROCESSING, "cannot open %s", rel);
+        return r;
+    }
+    r = store_check_crc(fd);
+    if (r < 0) {
+        close(fd);
+        if (r != -EBADMSG) {
+            fail(res, FAIL_PROCESSING, "cannot read %s", rel);
+            return r;
+        }
         /* written with one flush and torn by a crash before that flush
          * ended: never acknowledged, and not what its client sent */
         char aside[STORE_REL_MAX] = "";
@@ -623,12 +634,6 @@ static int index_stored(struct ingest *g, const char *rel, bool recovering,
              "%s does not match its CRC-32 (torn by a crash before it was acknowledged): %s %s",
              rel, r == 0 ? "moved to" : "could not be moved to damaged/", aside);
         return 0;
-    }
-    int fd;
-    r = r < 0 ? r : store_open_object(g->store, rel, &fd);
-    if (r < 0) {
-        fail(res, FAIL_PROCESSING, "cannot open %s", rel);
-        return r;
     }
     struct dcm_file *f = NULL;
     struct inst in;

@@ -610,7 +610,7 @@ static int consume(struct store_tmp *t)
  * then makes its bytes, its inode and its entry durable. A crash before
  * that fsync ends may leave it linked with blocks that never reached the
  * disk: it was not acknowledged, and its CRC tells so
- * (store_check_object). -EOPNOTSUPP (nothing done) when the xattr cannot
+ * (store_check_crc). -EOPNOTSUPP (nothing done) when the xattr cannot
  * be set. */
 static int link_one_flush(struct store *s, struct store_tmp *t, const char *dir,
                           const char *rel)
@@ -732,30 +732,23 @@ int store_unlink(struct store *s, const char *rel)
     return r == -ENOENT ? 0 : r;
 }
 
-int store_check_object(struct store *s, const char *rel)
+int store_check_crc(int fd)
 {
-    int fd;
-    int r = store_open_object(s, rel, &fd);
-    if (r < 0)
-        return r;
     uint8_t v[4];
     ssize_t n = fgetxattr(fd, XATTR_CRC, v, sizeof(v));
-    if (n < 0) {
-        int e = errno;
-        close(fd);
+    if (n < 0)
         /* none: linked once durable (two flushes, or before 0.3) */
-        return e == ENODATA || e == ENOTSUP ? 0 : -EIO;
-    }
+        return errno == ENODATA || errno == ENOTSUP ? 0 : -EIO;
+    if (n != (ssize_t)sizeof(v))
+        return -EBADMSG;
     enum { CHUNK = 256 * 1024 };
-    uint8_t *b = n == (ssize_t)sizeof(v) ? malloc(CHUNK) : NULL;
-    if (!b) {
-        close(fd);
-        return n == (ssize_t)sizeof(v) ? -ENOMEM : -EBADMSG;
-    }
+    uint8_t *b = malloc(CHUNK);
+    if (!b)
+        return -ENOMEM;
     uint32_t want = (uint32_t)v[0] | (uint32_t)v[1] << 8 | (uint32_t)v[2] << 16 |
                     (uint32_t)v[3] << 24;
     uint32_t crc = 0;
-    r = 0;
+    int r = 0;
     for (off_t off = 0;;) {
         ssize_t k = pread(fd, b, CHUNK, off);
         if (k < 0 && errno == EINTR)
@@ -770,7 +763,6 @@ int store_check_object(struct store *s, const char *rel)
         off += k;
     }
     free(b);
-    close(fd);
     return r < 0 ? r : crc == want ? 0 : -EBADMSG;
 }
 

@@ -33,12 +33,12 @@
  * place, then one fsync makes bytes, inode and entry durable. A crash
  * before that fsync ends may leave the entry with blocks that never reached
  * the disk; such an object was never acknowledged, and
- * store_check_object() finds it by its CRC (recovery sets it aside).
+ * store_check_crc() finds it by its CRC (recovery sets it aside).
  *
  * With direct I/O on,
  * temp files are written with O_DIRECT (whole blocks from an aligned
  * buffer, the last partial block through the page cache): the same
- * fdatasync makes them durable.
+ * sync makes them durable.
  * Must not: know SQL or HTTP; log above debug.
  */
 #ifndef YY_STORE_H
@@ -142,10 +142,11 @@ int store_open_object(struct store *s, const char *rel, int *fd);
 /* Removes a stored object (missing is success) and fsyncs its directory. */
 int store_unlink(struct store *s, const char *rel);
 
-/* Checks a stored object against the CRC-32 recorded when it was written
- * with one flush: 0 when it matches or there is none, -EBADMSG when it
- * does not (torn by a crash before it was acknowledged), else -errno. */
-int store_check_object(struct store *s, const char *rel);
+/* Checks an open stored object (store_open_object) against the CRC-32
+ * recorded when it was written with one flush, reading it whole: 0 when it
+ * matches or there is none, -EBADMSG when it does not (torn by a crash
+ * before it was acknowledged), else -errno. */
+int store_check_crc(int fd);
 /* Moves a stored object out of objects/ into damaged/ (out receives its
  * new relative path), durably; nothing is deleted. */
 int store_set_aside(struct store *s, const char *rel, char out[STORE_REL_MAX]);
