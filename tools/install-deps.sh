@@ -10,7 +10,7 @@ libjpeg62-turbo-dev libopenjp2-7-dev libcharls-dev libjxl-dev libpng-dev
 libgdcm-dev libcurl4-openssl-dev libwebp-dev python3-pil libopenjph-dev
 libopenjp2-tools libjxl-tools valgrind
 python3-pydicom python3-numpy dcmtk libgdcm-tools sqlite3 curl
-chromium"
+chromium qemu-system-x86 busybox-static xfsprogs e2fsprogs"
 
 if [ "${YY_EXTRA_PKGS:-}" ]; then PKGS="$PKGS $YY_EXTRA_PKGS"; fi
 # Node.js and npm: any installation will do (some images ship NodeSource's
