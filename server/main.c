@@ -71,6 +71,8 @@ static int open_app(struct app *app, bool for_server)
                  store_one_flush(app->store)
                      ? "one flush per new object (file linked first, CRC-32 in its inode)"
                      : "two flushes per new object (file, then its folder)");
+    if (for_server && store_syncs_fs(app->store))
+        log_info("store: ext4 without a journal: folders made durable with syncfs");
     char path[1100];
     snprintf(path, sizeof(path), "%s/index.db", app->cfg.data);
     r = index_open(path, &app->index, err, sizeof(err));

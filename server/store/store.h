@@ -91,6 +91,9 @@ void store_set_tmpfile(struct store *s, bool on);
  * default on, where it works: checked here). Off: two flushes. */
 void store_set_one_flush(struct store *s, bool on);
 bool store_one_flush(struct store *s);
+/* Whether folders are made durable with syncfs, not their own fsync (ext4
+ * without a journal, found at store_open; see store.c's fsync_dir). */
+bool store_syncs_fs(struct store *s);
 
 /* An empty, never-created tmp (fd -1, no path, no buffer). */
 void store_tmp_init(struct store_tmp *t);

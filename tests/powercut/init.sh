@@ -29,14 +29,17 @@ if [ "$Y_fs" = ext4nj ]; then
     # ext4 without a journal is checked at every boot after a crash
     /sbin/e2fsck -fy /dev/vda > /tmp/fsck.log 2>&1
     echo "YY fsck $?"
+    sed 's/^/YY FSCK /' /tmp/fsck.log
 fi
 case $Y_fs in xfs) t=xfs ;; *) t=ext4 ;; esac
 if ! mount -t $t /dev/vda /data; then
     echo "YY mount failed"
     poweroff -f
 fi
+of=true
+[ "$Y_commit" = two-flush ] && of=false
 /yy/yingyun serve --listen 127.0.0.1:8080 --data /data/yy --access_log false \
-    --log-level info > /tmp/server.log 2>&1 &
+    --log-level info --one_flush $of > /tmp/server.log 2>&1 &
 SP=$!
 i=0
 until wget -q -O /dev/null http://127.0.0.1:8080/status; do
@@ -50,6 +53,7 @@ until wget -q -O /dev/null http://127.0.0.1:8080/status; do
 done
 echo "YY server up"
 grep -q "one flush per new object" /tmp/server.log && echo "YY one-flush"
+grep -q "two flushes per new object" /tmp/server.log && echo "YY two-flush"
 URL=http://127.0.0.1:8080
 
 client() {
@@ -81,17 +85,19 @@ if [ "$Y_mode" = run ]; then
     while true; do sleep 10; done
 fi
 
-n=0
 while read i st se sop; do
     [ $i -lt $Y_upto ] || break
-    if wget -q -O /tmp/o "$URL/wado?requestType=WADO&studyUID=$st&seriesUID=$se&objectUID=$sop&contentType=application/dicom&transferSyntax=1.2.840.10008.1.2.1"; then
+    q="requestType=WADO&studyUID=$st&seriesUID=$se&objectUID=$sop"
+    q="$q&contentType=application/dicom&transferSyntax=1.2.840.10008.1.2.1"
+    if wget -q -O /tmp/o "$URL/wado?$q"; then
         echo "YY HAVE $i $(sha256sum < /tmp/o | cut -d' ' -f1)"
     else
         echo "YY MISS $i"
     fi
 done < /req/list
 wget -q -O /tmp/q "$URL/dicomweb/instances?limit=100000&includefield=00080018"
-echo "YY QIDO $(grep -o '"00080018":{"vr":"UI","Value":\["[0-9.]*"' /tmp/q | sed 's/.*\["//; s/"$//' | tr '\n' ' ')"
+sops=$(grep -o '"00080018":{"vr":"UI","Value":\["[0-9.]*"' /tmp/q | sed 's/.*\["//; s/"$//')
+echo "YY QIDO $(echo $sops)"
 echo "YY tmpfiles $(ls /data/yy/tmp 2>/dev/null | wc -l)"
 kill -TERM $SP
 wait $SP

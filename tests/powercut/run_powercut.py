@@ -6,9 +6,12 @@ what it had not flushed. The guest boots again on what is left and checks:
 every instance whose STOW got its 2xx is listed and retrievable
 byte-identical, nothing listed is missing or damaged, no temp file is
 left. Several cuts per file system, on ext4 with a journal, ext4 without
-one, and XFS; the store accumulates across the cuts.
+one, and XFS (where the server commits with one flush), and on ext4
+without a journal with one_flush = false (two flushes: the commit of other
+file systems and of replacements); the store accumulates across the cuts.
 
-    run_powercut.py [--fs ext4,ext4nj,xfs] [--cuts 3] [--per-cut 48] [--seed S]
+    run_powercut.py [--fs ext4,ext4nj,xfs,ext4nj:two-flush] [--cuts 3] [--per-cut 48]
+                    [--seed S]
 
 Needs qemu-system-x86, busybox-static, kmod, e2fsprogs, xfsprogs, and a
 Debian kernel package (downloaded with apt-get into the work folder, or
@@ -19,6 +22,7 @@ import glob
 import gzip
 import hashlib
 import io
+import json
 import os
 import random
 import re
@@ -292,7 +296,6 @@ class Boot:
         return self._stats()
 
     def _stats(self):
-        import json
         with open(self.stats) as f:
             return json.load(f)
 
@@ -316,8 +319,13 @@ def parse_check(lines):
     return have, miss, qido, tmp, fsck, logs
 
 
-def run_fs(a, work, vmlinuz, initrd, insts, fs, rnd):
-    image = os.path.join(work, 'disk-%s.img' % fs)
+def run_fs(a, work, vmlinuz, initrd, insts, spec, rnd):
+    """spec: a file system (ext4, ext4nj = ext4 without a journal, xfs),
+    with ":two-flush" for the server's other commit (one_flush = false)."""
+    fs, _, variant = spec.partition(':')
+    check(fs in ('ext4', 'ext4nj', 'xfs') and variant in ('', 'two-flush'), 'bad --fs ' + spec)
+    commit = 'two-flush' if variant else 'one-flush'
+    image = os.path.join(work, 'disk-%s-%s.img' % (fs, commit))
     mkfs(image, fs, a.disk_mb)
     digests = [hashlib.sha256(d).hexdigest() for _, _, _, d in insts]
     sop_of = [s for _, _, s, _ in insts]
@@ -330,19 +338,19 @@ def run_fs(a, work, vmlinuz, initrd, insts, fs, rnd):
         # a random point of the run (~7 writes per instance), counted from
         # the server's start
         cut_at = rnd.randint(a.per_cut // 2, a.per_cut * 3)
-        tag = '%s-%d' % (fs, cut)
+        tag = '%s-%s-%d' % (fs, commit, cut)
         t0 = time.time()
         b = Boot(work, vmlinuz, initrd, image, keep, rnd.randrange(1 << 30),
-                 'yy.mode=run yy.fs=%s yy.from=%d yy.count=%d yy.clients=%d' % (
-                     fs, sent, a.per_cut, a.clients), 'run-' + tag, cut_at, a.lying_disk)
+                 'yy.mode=run yy.fs=%s yy.commit=%s yy.from=%d yy.count=%d yy.clients=%d' % (
+                     fs, commit, sent, a.per_cut, a.clients), 'run-' + tag, cut_at, a.lying_disk)
         up = b.wait_for(lambda ls: 'server up' in ls, 300)
-        check(up, '%s: the guest server came up (console-run-%s.txt)' % (fs, tag))
+        check(up, '%s: the guest server came up (console-run-%s.txt)' % (spec, tag))
         b.nbd.stdin.write('arm\n')
         b.nbd.stdin.flush()
-        check(b.wait_for(lambda ls: 'one-flush' in ls, 5),
-              '%s: the server uses one flush per object here' % fs)
+        check(b.wait_for(lambda ls: commit in ls, 5),
+              '%s: the server commits with %s' % (spec, commit))
         check(b.wait_for(lambda ls: 'disk-cut' in ls or 'run-done' in ls, 600),
-              '%s: the run came to its cut' % fs)
+              '%s: the run came to its cut' % spec)
         # acknowledgements already on their way (their flush came before
         # the cut) reach the console; then the machine is gone
         time.sleep(1.0)
@@ -350,43 +358,48 @@ def run_fs(a, work, vmlinuz, initrd, insts, fs, rnd):
         cut_lines = list(b.lines)
         acks = {int(x.split()[1]) for x in cut_lines if x.startswith('ACK')}
         naks = [x for x in cut_lines if x.startswith('NAK')]
-        check(not naks, '%s: no STOW refused before the cut: %s' % (fs, naks[:3]))
+        check(not naks, '%s: no STOW refused before the cut: %s' % (spec, naks[:3]))
         acked |= acks
         sent += a.per_cut
         where = ('at write %d' % cut_at if 'disk-cut' in cut_lines else
                  'after the run (write %d not reached)' % cut_at)
+        if 'disk-cut' in cut_lines:
+            late = [x for x in cut_lines[cut_lines.index('disk-cut'):] if x.startswith('ACK')]
+            if late:
+                where += ' (%s answered after the disk stopped)' % ', '.join(late)
         log('  %s cut %d: %s, keeping %.2f of the unflushed 4 KiB pieces; %d '
             'acknowledged this boot (%d in all), cut after %.0f s; disk: %d writes (%d FUA), '
             '%d flushes, at the cut %d unflushed writes (%d of %d pieces kept)' % (
-                fs, cut, where, keep, len(acks), len(acked), time.time() - t0, st['writes'],
+                spec, cut, where, keep, len(acks), len(acked), time.time() - t0, st['writes'],
                 st['fua_writes'], st['flushes'], st.get('unflushed_writes', 0),
                 st.get('pieces_kept', 0), st.get('unflushed_pieces', 0)))
-        check(st['flushes'] > 0, '%s: the guest flushed its disk' % fs)
+        check(st['flushes'] > 0, '%s: the guest flushed its disk' % spec)
         # boot again on what the disk kept, and look
         b = Boot(work, vmlinuz, initrd, image, 1.0, 0,
-                 'yy.mode=check yy.fs=%s yy.upto=%d' % (fs, sent), 'check-' + tag)
+                 'yy.mode=check yy.fs=%s yy.commit=%s yy.upto=%d' % (fs, commit, sent),
+                 'check-' + tag)
         check(b.wait_for(lambda ls: 'check-done' in ls, 900),
-              '%s: the check boot finished (console-check-%s.txt)' % (fs, tag))
+              '%s: the check boot finished (console-check-%s.txt)' % (spec, tag))
         st2 = b.finish(120)
-        check(not st2.get('cut'), '%s: the check boot shut down cleanly' % fs)
+        check(not st2.get('cut'), '%s: the check boot shut down cleanly' % spec)
         have, miss, qido, tmp, fsck, logs = parse_check(b.lines)
         check(len(have) + len(miss) == sent, '%s: every instance looked up (%d + %d of %d)' % (
-            fs, len(have), len(miss), sent))
+            spec, len(have), len(miss), sent))
         if fs == 'ext4nj':
             check(fsck is not None and fsck <= 1, '%s: e2fsck fixed what it found (%s)' % (
-                fs, fsck))
+                spec, fsck))
         lost = sorted(i for i in acked if i not in have)
-        check(not lost, '%s: acknowledged instances lost: %s' % (fs, lost[:10]))
+        check(not lost, '%s: acknowledged instances lost: %s' % (spec, lost[:10]))
         bad = sorted(i for i, h in have.items() if h != digests[i])
-        check(not bad, '%s: instances served with other bytes: %s' % (fs, bad[:10]))
-        check(qido is not None, '%s: QIDO answered' % fs)
+        check(not bad, '%s: instances served with other bytes: %s' % (spec, bad[:10]))
+        check(qido is not None, '%s: QIDO answered' % spec)
         ghost = sorted(qido - {sop_of[i] for i in have})
-        check(not ghost, '%s: listed but not retrievable: %s' % (fs, ghost[:5]))
-        check(tmp == 0, '%s: no temp file left (%s)' % (fs, tmp))
+        check(not ghost, '%s: listed but not retrievable: %s' % (spec, ghost[:5]))
+        check(tmp == 0, '%s: no temp file left (%s)' % (spec, tmp))
         extra = len(have) - len(acked)
         log('  %s check %d: %d acknowledged all retrievable byte-identical; %d stored without '
             'an answer (cut before it), %d not stored; QIDO lists %d; fsck %s; server: %s' % (
-                fs, cut, len(acked), extra, len(miss), len(qido),
+                spec, cut, len(acked), extra, len(miss), len(qido),
                 '-' if fsck is None else fsck, '; '.join(logs[-3:]) or 'nothing to recover'))
         # what was kept stays: the next run boots on this disk (no unflushed
         # writes remain after a clean shutdown)
@@ -395,7 +408,7 @@ def run_fs(a, work, vmlinuz, initrd, insts, fs, rnd):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument('--fs', default='ext4,ext4nj,xfs')
+    ap.add_argument('--fs', default='ext4,ext4nj,xfs,ext4nj:two-flush')
     ap.add_argument('--cuts', type=int, default=3)
     ap.add_argument('--per-cut', type=int, default=48)
     ap.add_argument('--clients', type=int, default=4)
@@ -418,9 +431,9 @@ def main():
         vmlinuz, mods = kernel(work, a.kernel_deb)
         insts = instances(a.cuts * a.per_cut)
         initrd = initramfs(work, mods, insts)
-        for fs in a.fs.split(','):
-            n = run_fs(a, work, vmlinuz, initrd, insts, fs, rnd)
-            log('ok %s: %d cuts, %d acknowledged instances survived' % (fs, a.cuts, n))
+        for spec in a.fs.split(','):
+            n = run_fs(a, work, vmlinuz, initrd, insts, spec, rnd)
+            log('ok %s: %d cuts, %d acknowledged instances survived' % (spec, a.cuts, n))
         ok = True
     except Fail as e:
         log('FAIL: %s (seed %d; work folder %s)' % (e, a.seed, work))
