@@ -27,7 +27,6 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,8 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(SRC, 'tests', 'e2e'))
+import harness as H  # noqa: E402  (free_port)
 CORPUS = os.environ.get('YY_CORPUS', os.path.join(SRC, '..', 'shared', 'corpus'))
 BUILD = os.environ.get('YY_BUILD_ROOT', os.path.join(SRC, 'build'))
 MR = os.path.join(CORPUS, 'series/mr_ge_signa_3d_sag_irspgr_196')
@@ -194,14 +195,6 @@ def initramfs(work, mods, insts):
 
 # --- the host side ----------------------------------------------------------
 
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def mkfs(image, fs, size_mb):
     with open(image, 'wb') as f:
         f.truncate(size_mb << 20)
@@ -220,7 +213,7 @@ class Boot:
 
     def __init__(self, work, vmlinuz, initrd, image, keep, seed, append, tag, cut_at=0,
                  lying=False):
-        self.port = free_port()
+        self.port = H.free_port()
         self.stats = os.path.join(work, 'nbd-%s.json' % tag)
         self.console = open(os.path.join(work, 'console-%s.txt' % tag), 'w')
         self.nbd = subprocess.Popen([sys.executable, os.path.join(HERE, 'nbdcache.py'), image,
