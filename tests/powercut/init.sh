@@ -54,6 +54,8 @@ done
 echo "YY server up"
 grep -q "one flush per new object" /tmp/server.log && echo "YY one-flush"
 grep -q "two flushes per new object" /tmp/server.log && echo "YY two-flush"
+grep -q "folders made durable with syncfs" /tmp/server.log && echo "YY syncfs"
+echo "YY store-checked"
 URL=http://127.0.0.1:8080
 
 client() {

@@ -340,8 +340,10 @@ def run_fs(a, work, vmlinuz, initrd, insts, spec, rnd):
         check(up, '%s: the guest server came up (console-run-%s.txt)' % (spec, tag))
         b.nbd.stdin.write('arm\n')
         b.nbd.stdin.flush()
-        check(b.wait_for(lambda ls: commit in ls, 5),
+        check(b.wait_for(lambda ls: 'store-checked' in ls, 30) and commit in b.lines,
               '%s: the server commits with %s' % (spec, commit))
+        check(('syncfs' in b.lines) == (fs == 'ext4nj'),
+              '%s: the server syncs folders with syncfs exactly on ext4 without a journal' % spec)
         check(b.wait_for(lambda ls: 'disk-cut' in ls or 'run-done' in ls, 600),
               '%s: the run came to its cut' % spec)
         # acknowledgements already on their way (their flush came before
