@@ -337,9 +337,13 @@ def test_metadata_disk_cache():
             s2.stop()
             with open(fpath, 'r+b') as f:
                 damage(f)
+            damaged = os.path.getmtime(fpath)
             s2.start()
             st, h, body = s2.get(path, headers=gz)
             H.eq(gzip.decompress(body), plain, damage.__name__ + ': rebuilt from the index')
+            # the rebuilt file is written in the background: wait for it, or
+            # it may land after the change below (a flake under load)
+            wait_file(s2, damaged)
         # a new instance changes the ETag: the file no longer matches
         old = os.path.getmtime(wait_file(s2) and fpath)
         H.eq(s2.stow_files([os.path.join(mr_dir, files[12])])[0], 200, '13th stored')
