@@ -361,7 +361,8 @@ def run_fs(a, work, vmlinuz, initrd, insts, spec, rnd):
         if 'disk-cut' in cut_lines:
             late = [x for x in cut_lines[cut_lines.index('disk-cut'):] if x.startswith('ACK')]
             if late:
-                where += ' (%s answered after the disk stopped)' % ', '.join(late)
+                # console and disk report through separate pipes: approximate
+                where += ' (%s seen after the disk stopped)' % ', '.join(late)
         log('  %s cut %d: %s, keeping %.2f of the unflushed 4 KiB pieces; %d '
             'acknowledged this boot (%d in all), cut after %.0f s; disk: %d writes (%d FUA), '
             '%d flushes, at the cut %d unflushed writes (%d of %d pieces kept)' % (
