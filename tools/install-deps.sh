@@ -5,7 +5,7 @@
 set -eu
 
 PKGS="build-essential meson ninja-build pkg-config python3
-libmicrohttpd-dev libjansson-dev libsqlite3-dev zlib1g-dev libdeflate-dev
+libmicrohttpd-dev libjansson-dev libsqlite3-dev zlib1g-dev libdeflate-dev libisal-dev
 libjpeg62-turbo-dev libopenjp2-7-dev libcharls-dev libjxl-dev libpng-dev
 libgdcm-dev libcurl4-openssl-dev libwebp-dev python3-pil libopenjph-dev
 libopenjp2-tools libjxl-tools valgrind

@@ -2,9 +2,11 @@
 #include "core/common.h"
 
 #include <errno.h>
+#include <isa-l/igzip_lib.h>
 #include <libdeflate.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
 
@@ -25,30 +27,78 @@ static uint32_t get_u32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
-/* Raw deflate of in[0..len) ending with a full flush, appended to out. */
+/* One ISA-L (igzip) compressor per thread, level 1: 2.5 times zlib's
+ * level 1 on instance JSON with a smaller output (0.309 against 0.317 of
+ * the text; zlib's stream was also allocated and cleared for every
+ * segment), and deflate was a tenth of a stored instance's CPU. */
+struct compressor {
+    struct isal_zstream z;
+    uint8_t level_buf[ISAL_DEF_LVL1_SMALL];
+};
+
+static pthread_key_t g_ckey;
+static pthread_once_t g_conce = PTHREAD_ONCE_INIT;
+
+static void make_ckey(void)
+{
+    (void)pthread_key_create(&g_ckey, free);
+}
+
+static struct compressor *compressor(void)
+{
+    pthread_once(&g_conce, make_ckey);
+    struct compressor *c = pthread_getspecific(g_ckey);
+    if (!c) {
+        c = malloc(sizeof(*c));
+        if (c && pthread_setspecific(g_ckey, c) != 0) {
+            free(c);
+            c = NULL;
+        }
+    }
+    return c;
+}
+
+/* Raw deflate of in[0..len) ending with a full flush (an empty stored
+ * block, byte-aligned, never a final block), appended to out. */
 static int deflate_flush(const char *in, size_t len, struct buf *out)
 {
-    z_stream z;
-    memset(&z, 0, sizeof(z));
-    if (deflateInit2(&z, 1, Z_DEFLATED, -MAX_WBITS, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+    if (len > UINT32_MAX)
+        return -E2BIG;
+    struct compressor *c = compressor();
+    if (!c)
         return -ENOMEM;
-    int r = buf_reserve(out, deflateBound(&z, len) + 16);
-    if (r < 0) {
-        deflateEnd(&z);
-        return r;
+    struct isal_zstream *z = &c->z;
+    isal_deflate_init(z);
+    z->level = 1;
+    z->level_buf = c->level_buf;
+    z->level_buf_size = sizeof(c->level_buf);
+    z->end_of_stream = 0;
+    z->flush = FULL_FLUSH;
+    z->next_in = (uint8_t *)(uintptr_t)in;
+    z->avail_in = (uint32_t)len;
+    /* stored blocks at worst (5 bytes per 64 KiB) and the flush marker;
+     * a call that runs out of room is given more */
+    size_t room = len + len / 1024 + 64;
+    for (int round = 0; round < 8; round++) {
+        int r = buf_reserve(out, room);
+        if (r < 0)
+            return r;
+        size_t avail = out->cap - out->len - 1;
+        if (avail > UINT32_MAX)
+            avail = UINT32_MAX;
+        z->next_out = (uint8_t *)out->data + out->len;
+        z->avail_out = (uint32_t)avail;
+        if (isal_deflate(z) != COMP_OK)
+            return -EIO;
+        out->len += avail - z->avail_out;
+        out->data[out->len] = 0;
+        /* done: every byte taken, the flush written, nothing held back */
+        if (z->avail_in == 0 && z->internal_state.state == ZSTATE_NEW_HDR &&
+            z->avail_out > 0)
+            return 0;
+        room = room * 2;
     }
-    z.next_in = (Bytef *)(uintptr_t)in;
-    z.avail_in = (uInt)len;
-    z.next_out = (Bytef *)out->data + out->len;
-    z.avail_out = (uInt)(out->cap - out->len - 1);
-    int zr = deflate(&z, Z_FULL_FLUSH);
-    size_t produced = (size_t)(z.next_out - ((Bytef *)out->data + out->len));
-    deflateEnd(&z);
-    if (zr != Z_OK || z.avail_in != 0)
-        return -EIO;
-    out->len += produced;
-    out->data[out->len] = 0;
-    return 0;
+    return -EIO;
 }
 
 int metablob_encode(const char *json, size_t len, const size_t *marks, size_t n_marks,

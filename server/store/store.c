@@ -531,15 +531,23 @@ bool store_name_matches(const char *rel, const char *sop_uid)
 /* Makes a folder's entries durable. On ext4 without a journal a folder's
  * fsync is not enough: in power-cut tests (tests/powercut, one_flush off)
  * an entry renamed or linked into a folder whose fsync had returned was
- * lost, with its file's inode, now and then. There the whole file system
- * is synced instead (syncfs), which writes every dirty inode and folder
- * block and waits for them before its flush. */
+ * lost, with its file's inode, now and then (the file's inode, changed by
+ * the link, is written by neither fsync). There the whole file system is
+ * synced instead (syncfs), which writes every dirty inode and folder
+ * block. But syncfs issues its flush (ext4's sync_fs) before it waits for
+ * those writes (fs/sync.c: sync_blockdev last), so a write still in
+ * flight at the flush could stay in the disk's volatile cache: the
+ * folder's fdatasync after it flushes again, once all of them are done. */
 static int fsync_dir(struct store *s, const char *rel_dir)
 {
     int fd = openat(s->dir_fd, rel_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    int r = (s->sync_fs ? syncfs(fd) : fsync(fd)) < 0 ? -errno : 0;
+    int r = 0;
+    if (s->sync_fs && syncfs(fd) < 0)
+        r = -errno;
+    if (r == 0 && (s->sync_fs ? fdatasync(fd) : fsync(fd)) < 0)
+        r = -errno;
     close(fd);
     return r;
 }
