@@ -23,6 +23,7 @@ struct config {
     bool overwrite;            /* a different object may replace a stored SOP Instance UID */
     bool direct_io;            /* received objects written with O_DIRECT */
     bool one_flush;            /* one fsync per new object where possible */
+    bool index_before_ack;     /* STOW answered after the row commit, not when durable */
     bool access_log;           /* one line per request on stderr */
     unsigned max_connections;  /* concurrent HTTP connections */
     unsigned connection_timeout_s; /* idle / slow connection timeout */

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +26,28 @@
 #define INFLIGHT_MAX 4096
 #define GC_WAIT_MS 3 /* longest wait of a group commit for objects being synced */
 #define WORKERS_MAX 16 /* background ingest threads (4 requests x 4 parts at a time) */
+#define QUEUED_MAX 64 /* answered objects waiting for the committer (~40-200 KB each) */
+#define GATHER_ROWS 32 /* the committer writes at once from this many rows */
+#define GATHER_US 10000 /* else it waits this long for more (not when a read waits) */
 
 struct batch_job;
+
+/* A durable object answered before its row is committed (ack_when_durable):
+ * owns everything the row is made of until the committer has written it.
+ * From its series check to its commit it also holds its series UID for its
+ * study (the holds list), so that no concurrent object can be answered for
+ * the same series in another study. */
+struct queued {
+    struct index_put put;
+    struct inst in;
+    struct dcm_file *f;
+    struct buf meta;
+    char rel[STORE_REL_MAX];
+    uint64_t seq;
+    struct queued *next;               /* committer queue */
+    char series_uid[INDEX_UID_MAX], study_uid[INDEX_UID_MAX]; /* held */
+    struct queued *hold_next, **hold_prev;
+};
 
 /* One pending index insert waiting for a group commit. */
 struct gc_item {
@@ -71,9 +92,23 @@ struct ingest {
     unsigned n_jobs, n_idle, n_workers;
     bool stopping;
     pthread_t workers[WORKERS_MAX];
+    /* ack_when_durable: the committer thread writes the rows of objects
+     * already answered, in order; acked counts those queued, committed
+     * those written (or given up: logged, left to recovery) */
+    pthread_t committer;
+    bool committer_started, committer_stop;
+    pthread_mutex_t cq_lock;
+    pthread_cond_t cq_cond;      /* the committer: work; enqueuers: room */
+    pthread_cond_t visible_cond; /* ingest_wait_visible */
+    struct queued *cq, **cq_tail;
+    unsigned cq_n;
+    _Atomic uint64_t acked, committed;
+    unsigned readers_waiting;    /* in ingest_wait_visible (under cq_lock) */
+    struct queued *holds;        /* under lock */
 };
 
 static void *syncer_main(void *arg);
+static void *committer_main(void *arg);
 
 int ingest_new(struct store *s, struct index *ix, const struct ingest_opts *o,
                struct ingest **out)
@@ -97,6 +132,15 @@ int ingest_new(struct store *s, struct index *ix, const struct ingest_opts *o,
     g->syncer_started = pthread_create(&g->syncer, NULL, syncer_main, g) == 0;
     if (!g->syncer_started)
         log_warn("ingest: no directory syncer thread; group commits sync first");
+    pthread_mutex_init(&g->cq_lock, NULL);
+    pthread_cond_init(&g->cq_cond, NULL);
+    pthread_cond_init(&g->visible_cond, NULL);
+    g->cq_tail = &g->cq;
+    if (g->o.ack_when_durable) {
+        g->committer_started = pthread_create(&g->committer, NULL, committer_main, g) == 0;
+        if (!g->committer_started)
+            log_warn("ingest: no committer thread; each STOW waits for its index commit");
+    }
     *out = g;
     return 0;
 }
@@ -112,6 +156,17 @@ void ingest_free(struct ingest *g)
     pthread_mutex_unlock(&g->jobs_lock);
     for (unsigned i = 0; i < g->n_workers; i++)
         pthread_join(g->workers[i], NULL);
+    if (g->committer_started) {
+        /* it writes every queued row before it stops */
+        pthread_mutex_lock(&g->cq_lock);
+        g->committer_stop = true;
+        pthread_cond_broadcast(&g->cq_cond);
+        pthread_mutex_unlock(&g->cq_lock);
+        pthread_join(g->committer, NULL);
+    }
+    pthread_mutex_destroy(&g->cq_lock);
+    pthread_cond_destroy(&g->cq_cond);
+    pthread_cond_destroy(&g->visible_cond);
     if (g->syncer_started) {
         pthread_mutex_lock(&g->sync_lock);
         g->syncer_stop = true;
@@ -352,6 +407,177 @@ static int index_submit(struct ingest *g, const struct index_put *put, bool sync
     return me.result;
 }
 
+/* ---- answered when durable, indexed right after (ack_when_durable) ---- */
+
+static void queued_free(struct queued *q)
+{
+    if (!q)
+        return;
+    buf_release(&q->meta);
+    inst_release(&q->in);
+    dcm_file_free(q->f);
+    free(q);
+}
+
+static void unhold(struct ingest *g, struct queued *q)
+{
+    pthread_mutex_lock(&g->lock);
+    if (q->hold_prev) {
+        *q->hold_prev = q->hold_next;
+        if (q->hold_next)
+            q->hold_next->hold_prev = q->hold_prev;
+        q->hold_prev = NULL;
+    }
+    pthread_mutex_unlock(&g->lock);
+}
+
+/* Holds in's series UID for its study until q's row is committed; -EEXIST
+ * when the series belongs to another study, in the index or among the
+ * objects held now (answered or about to be, not yet committed). Held
+ * first, looked up after: a row committed meanwhile was held before. */
+static int hold_series(struct ingest *g, struct queued *q, const struct inst *in)
+{
+    pthread_mutex_lock(&g->lock);
+    for (struct queued *h = g->holds; h; h = h->hold_next) {
+        if (strcmp(h->series_uid, in->series_uid) == 0 &&
+            strcmp(h->study_uid, in->study_uid) != 0) {
+            pthread_mutex_unlock(&g->lock);
+            return -EEXIST;
+        }
+    }
+    snprintf(q->series_uid, sizeof(q->series_uid), "%s", in->series_uid);
+    snprintf(q->study_uid, sizeof(q->study_uid), "%s", in->study_uid);
+    q->hold_next = g->holds;
+    if (g->holds)
+        g->holds->hold_prev = &q->hold_next;
+    q->hold_prev = &g->holds;
+    g->holds = q;
+    pthread_mutex_unlock(&g->lock);
+    char study[INDEX_UID_MAX];
+    int r = index_series_study(g->ix, in->series_uid, study);
+    if (r == 0 && strcmp(study, in->study_uid) != 0)
+        r = -EEXIST;
+    if (r == -ENOENT)
+        r = 0;
+    if (r < 0)
+        unhold(g, q);
+    return r;
+}
+
+/* Hands q (durable, answered next) to the committer; waits while
+ * QUEUED_MAX rows are waiting. */
+static void enqueue(struct ingest *g, struct queued *q)
+{
+    pthread_mutex_lock(&g->cq_lock);
+    while (g->cq_n >= QUEUED_MAX && !g->committer_stop)
+        pthread_cond_wait(&g->cq_cond, &g->cq_lock);
+    q->seq = atomic_load(&g->acked) + 1;
+    atomic_store(&g->acked, q->seq);
+    q->next = NULL;
+    *g->cq_tail = q;
+    g->cq_tail = &q->next;
+    g->cq_n++;
+    pthread_cond_broadcast(&g->cq_cond);
+    pthread_mutex_unlock(&g->cq_lock);
+}
+
+/* Writes the rows of a batch of queued objects: one transaction, and when
+ * it fails each row alone. A row that cannot be written is logged: its
+ * object is durable and was answered, and recovery indexes it at the next
+ * start (recover.h walks the recent folders for files the index lacks). */
+static void commit_queued(struct ingest *g, struct queued *batch, size_t n)
+{
+    struct index_put *items = malloc(n * sizeof(*items));
+    int *res = malloc(n * sizeof(*res));
+    int r = -ENOMEM;
+    size_t k = 0;
+    if (items && res) {
+        for (struct queued *q = batch; q; q = q->next)
+            items[k++] = q->put;
+        r = index_put_many(g->ix, items, n, res, NULL, NULL);
+    }
+    k = 0;
+    for (struct queued *q = batch; q; q = q->next, k++) {
+        int e = r < 0 ? r : res[k];
+        if (r < 0) {
+            int one = 0;
+            e = index_put_many(g->ix, &q->put, 1, &one, NULL, NULL);
+            e = e < 0 ? e : one;
+        }
+        if (e < 0)
+            log_error("ingest: %s was stored and answered but its index row could not be "
+                      "written (%s); it is indexed at the next start",
+                      q->rel, strerror(-e));
+    }
+    free(items);
+    free(res);
+}
+
+static void *committer_main(void *arg)
+{
+    struct ingest *g = arg;
+    pthread_mutex_lock(&g->cq_lock);
+    for (;;) {
+        while (!g->cq && !g->committer_stop)
+            pthread_cond_wait(&g->cq_cond, &g->cq_lock);
+        if (!g->cq)
+            break; /* stopping, every row written */
+        /* rows written together share their pages (series, study, index
+         * leaves) and the commit: a few gather for up to GATHER_US, unless
+         * a request is waiting to see them */
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += GATHER_US * 1000L;
+        if (until.tv_nsec >= 1000000000L) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000L;
+        }
+        while (g->cq_n < GATHER_ROWS && !g->readers_waiting && !g->committer_stop &&
+               pthread_cond_timedwait(&g->cq_cond, &g->cq_lock, &until) != ETIMEDOUT) {
+        }
+        struct queued *batch = g->cq;
+        size_t n = g->cq_n;
+        g->cq = NULL;
+        g->cq_tail = &g->cq;
+        g->cq_n = 0;
+        pthread_cond_broadcast(&g->cq_cond); /* room */
+        pthread_mutex_unlock(&g->cq_lock);
+        commit_queued(g, batch, n);
+        uint64_t last = 0;
+        for (struct queued *q = batch; q;) {
+            struct queued *next = q->next;
+            last = q->seq;
+            unhold(g, q);
+            inflight_release(g, q->in.sop_uid);
+            queued_free(q);
+            q = next;
+        }
+        pthread_mutex_lock(&g->cq_lock);
+        atomic_store(&g->committed, last);
+        pthread_cond_broadcast(&g->visible_cond);
+    }
+    pthread_mutex_unlock(&g->cq_lock);
+    return NULL;
+}
+
+void ingest_wait_visible(struct ingest *g)
+{
+    if (!g)
+        return;
+    uint64_t target = atomic_load(&g->acked);
+    if (atomic_load(&g->committed) >= target)
+        return;
+    pthread_mutex_lock(&g->cq_lock);
+    if (atomic_load(&g->committed) < target) {
+        g->readers_waiting++;
+        pthread_cond_broadcast(&g->cq_cond); /* no gathering now */
+        while (atomic_load(&g->committed) < target)
+            pthread_cond_wait(&g->visible_cond, &g->cq_lock);
+        g->readers_waiting--;
+    }
+    pthread_mutex_unlock(&g->cq_lock);
+}
+
 static void set_ids(struct ingest_result *res, const struct inst *in)
 {
     snprintf(res->sop_class_uid, sizeof(res->sop_class_uid), "%s",
@@ -437,6 +663,7 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
     memset(res, 0, sizeof(*res));
     struct dcm_file *f = NULL;
     struct inst in;
+    struct queued *q = NULL; /* answered when durable (ack_when_durable) */
     bool holding = false;
     int r;
     memset(&in, 0, sizeof(in));
@@ -516,6 +743,27 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
     }
     arena_free(a);
 
+    /* a new object is answered once durable and its row written right
+     * after (ingest_wait_visible): then nothing may refuse the row, so the
+     * one check the index makes (a series of another study) is made now */
+    if (g->committer_started && !old_rel[0]) {
+        q = calloc(1, sizeof(*q));
+        r = q ? hold_series(g, q, &in) : -ENOMEM;
+        if (r < 0) {
+            free(q);
+            q = NULL;
+            if (r == -EEXIST) {
+                fail(res, FAIL_DATASET_MISMATCH,
+                     "its SeriesInstanceUID is already used by another study%s", "");
+                r = 0;
+            } else {
+                fail(res, r == -ENOMEM ? FAIL_OUT_OF_RESOURCES : FAIL_PROCESSING,
+                     "index lookup failed%s", "");
+            }
+            goto out;
+        }
+    }
+
     r = encode_meta(&in, &meta);
     if (r < 0) {
         fail(res, FAIL_OUT_OF_RESOURCES, "out of memory%s", "");
@@ -540,6 +788,24 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
             fail(res, FAIL_PROCESSING, "could not write the object to disk%s", "");
         goto out;
     }
+    if (q && next == STORE_SYNC_FILE) {
+        json_out_release(&in.json); /* in the metadata blob now */
+        q->in = in;
+        memset(&in, 0, sizeof(in));
+        q->f = f;
+        f = NULL;
+        q->meta = meta;
+        buf_init(&meta, 0);
+        snprintf(q->rel, sizeof(q->rel), "%s", rel);
+        q->put = (struct index_put){&q->in, q->rel, size, now_ms(), q->meta.data, q->meta.len,
+                                    false};
+        holding = false; /* the committer releases the SOP Instance UID */
+        enqueue(g, q);
+        q = NULL;
+        res->outcome = INGEST_STORED;
+        r = 0;
+        goto out;
+    }
     /* a replacement's row must be durable before the replaced file goes */
     struct index_put put = {&in, rel, size, now_ms(), meta.data, meta.len, old_rel[0] != 0};
     r = index_submit(g, &put, true, next == STORE_SYNC_DIR);
@@ -562,6 +828,10 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
     res->outcome = INGEST_STORED;
     r = 0;
 out:
+    if (q) {
+        unhold(g, q);
+        free(q);
+    }
     if (holding)
         inflight_release(g, in.sop_uid);
     buf_release(&meta);

@@ -5,11 +5,16 @@
  *
  * Order (durability, PS3.18 10.5 "stored" means retrievable):
  *   temp file -> parse + extract (no file visible yet) -> same-SOP lock ->
- *   duplicate check -> fdatasync + rename + dir fsync -> index commit
+ *   duplicate check -> made durable under its name -> index commit
  *   (group-committed with concurrent ingests) -> unlock -> result.
- * A crash before the rename leaves only a temp file (removed at start); a
- * crash after it leaves a file that reindex picks up. An index row never
- * exists without its file.
+ * With ack_when_durable a new object made durable with one flush skips
+ * the wait for its commit: its series is checked against other studies
+ * before it is made durable, the result is given once it is durable, and
+ * a committer thread commits its row and then unlocks its SOP Instance
+ * UID; ingest_wait_visible() is what every read waits on.
+ * A crash before the link leaves only a temp file (removed at start); a
+ * crash after it leaves a file that recovery (recover.h) picks up. An
+ * index row never exists without its file.
  */
 #ifndef YY_INGEST_H
 #define YY_INGEST_H
@@ -43,6 +48,10 @@ struct ingest_result {
 
 struct ingest_opts {
     bool overwrite;             /* replace a stored object with different bytes */
+    /* answer a new object as soon as it is durable; a committer thread
+     * writes its index row right after, and ingest_wait_visible() lets
+     * every later read see it (see below) */
+    bool ack_when_durable;
 };
 
 struct ingest;
@@ -77,6 +86,13 @@ void ingest_batch_add(struct ingest_batch *b, struct store_tmp *t, const char *e
 void ingest_batch_wait(struct ingest_batch *b);
 /* Waits, then frees. */
 void ingest_batch_free(struct ingest_batch *b);
+
+/* With ack_when_durable: waits until every object answered before this
+ * call has its index row committed (or given up, which is logged). Every
+ * request that reads or changes the index calls it first, so a client that
+ * got the answer to a STOW finds the object with any request it makes
+ * after; costs one atomic read when no row is waiting. */
+void ingest_wait_visible(struct ingest *g);
 
 /* Indexes an object that is already in the store (reindex). */
 int ingest_existing(struct ingest *g, const char *rel, struct ingest_result *res);

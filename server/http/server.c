@@ -30,6 +30,7 @@
 #include "core/buf.h"
 #include "core/log.h"
 #include "dicom/json.h"
+#include "dicomweb/ingest.h"
 #include "http/http.h"
 #include "http/route.h"
 #include "core/banned.h"
@@ -626,8 +627,11 @@ static int start(struct req *r, const char *method)
         return answer_options(r);
     case HTTP_GET:
     case HTTP_HEAD:
+        /* every object answered before this request is in the index */
+        ingest_wait_visible(r->app->ingest);
         return r->route->get(r);
     case HTTP_DELETE:
+        ingest_wait_visible(r->app->ingest);
         return r->route->del(r);
     case HTTP_POST:
         r->upload_started = true;

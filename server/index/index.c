@@ -55,6 +55,7 @@ enum stmt_id {
     ST_STUDY_RECOUNT,
     ST_GET_INSTANCE,
     ST_GET_INSTANCE_LAYOUT,
+    ST_SERIES_STUDY,
     ST_COUNT
 };
 
@@ -124,6 +125,8 @@ static const char *const g_sql[ST_COUNT] = {
         "i.rel_path, i.size, i.n_frames, i.created_ms FROM instance i "
         "JOIN series se ON se.pk = i.series_fk JOIN study s ON s.pk = i.study_fk "
         "WHERE i.sop_uid = ?1",
+    [ST_SERIES_STUDY] = "SELECT s.study_uid FROM series se JOIN study s ON s.pk = se.study_fk "
+                        "WHERE se.series_uid = ?1",
     /* the same and the layout, in one statement (one read transaction) */
     [ST_GET_INSTANCE_LAYOUT] =
         "SELECT i.pk, s.study_uid, se.series_uid, i.sop_uid, i.sop_class_uid, i.ts_uid, "
@@ -1062,6 +1065,28 @@ int index_get_instance(struct index *ix, const char *sop_uid, bool with_layout, 
     if (!out->rel_path || !out->study_uid || (out->layout_len && !out->layout))
         r = -ENOMEM;
 out:
+    release(ix, c);
+    return r;
+}
+
+int index_series_study(struct index *ix, const char *series_uid, char study_uid[INDEX_UID_MAX])
+{
+    struct conn *c = acquire(ix);
+    if (!c)
+        return -EIO;
+    int r = -EIO;
+    study_uid[0] = 0;
+    sqlite3_stmt *s = stmt(c, ST_SERIES_STUDY);
+    if (s) {
+        bind_text(s, 1, series_uid);
+        int rc = sqlite3_step(s);
+        const unsigned char *v = rc == SQLITE_ROW ? sqlite3_column_text(s, 0) : NULL;
+        if (rc == SQLITE_DONE)
+            r = -ENOENT;
+        else if (v && strlen((const char *)v) < INDEX_UID_MAX)
+            r = snprintf(study_uid, INDEX_UID_MAX, "%s", (const char *)v) < 0 ? -EIO : 0;
+        sqlite3_reset(s);
+    }
     release(ix, c);
     return r;
 }

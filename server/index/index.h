@@ -87,6 +87,11 @@ struct index_instance {
 int index_get_instance(struct index *ix, const char *sop_uid, bool with_layout, struct arena *a,
                        struct index_instance *out);
 
+/* The StudyInstanceUID of the study that holds series_uid: 0, -ENOENT when
+ * no study does, -EIO. UIDs are at most 64 characters. */
+#define INDEX_UID_MAX 65
+int index_series_study(struct index *ix, const char *series_uid, char study_uid[INDEX_UID_MAX]);
+
 /* A counter this process bumps after each write transaction (put, delete,
  * clear): what was read at one value is current while it stays the same
  * (for caches of lookups; writes by other processes are not counted). */

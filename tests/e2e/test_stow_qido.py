@@ -625,6 +625,143 @@ def test_stow_while_reading():
         H.eq(s2.get_json('/status')['instances'], 5 + 200, 'every instance stored')
 
 
+def _variant(raw, study, series, sop):
+    """raw with new Study, Series and SOP Instance UIDs (pydicom)."""
+    import io
+    ds = pydicom.dcmread(io.BytesIO(raw))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = study, series, sop
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    out = io.BytesIO()
+    ds.save_as(out, write_like_original=True)
+    return out.getvalue()
+
+
+ROOT = '1.2.826.0.1.3680043.8.498.7'
+
+
+def test_answered_is_visible_to_the_next_request():
+    """A STOW is answered once the object is durable and its index row is
+    written right after (ingest.h, ack_when_durable); any request sent
+    after the answer must find the object, on another connection, at once:
+    QIDO, the instance's metadata and a delete of its study. 4 clients x 40
+    rounds, new studies and series all the time."""
+    raw = open(os.path.join(H.CORPUS, 'charset/pydicom__chrX1.dcm'), 'rb').read()
+    work = []
+    for k in range(4):
+        mine = []
+        for i in range(40):
+            st, se, sop = ('%s1.%d.%d' % (ROOT, k, i // 6), '%s2.%d.%d' % (ROOT, k, i // 3),
+                           '%s3.%d.%d' % (ROOT, k, i))
+            mine.append((st, se, sop, _variant(raw, st, se, sop)))
+        work.append(mine)
+    s2 = H.Server('--access-log', 'false')
+    with s2:
+        failures = []
+
+        def client(mine):
+            for st_uid, se_uid, sop, data in mine:
+                st, _, _ = s2.stow([data])
+                if st != 200:
+                    failures.append(('stow', sop, st))
+                    continue
+                found = s2.get_json('/dicomweb/instances?SOPInstanceUID=' + sop)
+                if len(found) != 1:
+                    failures.append(('qido', sop, len(found)))
+                st, _, _ = s2.get('/dicomweb/studies/%s/series/%s/instances/%s/metadata'
+                                  % (st_uid, se_uid, sop))
+                if st != 200:
+                    failures.append(('metadata', sop, st))
+        ts = [threading.Thread(target=client, args=(m,)) for m in work]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        H.eq(failures, [], 'every answered instance found by the next request')
+        H.eq(s2.get_json('/status')['instances'], 160, 'all counted')
+        # a delete right after a STOW deletes what that STOW stored
+        st_uid, se_uid, sop = ROOT + '1.9', ROOT + '2.9', ROOT + '3.9'
+        H.eq(s2.stow([_variant(raw, st_uid, se_uid, sop)])[0], 200, 'stored')
+        st, _, _ = s2.request('DELETE', '/dicomweb/studies/' + st_uid)
+        H.check(st in (200, 204), 'delete right after: %d' % st)
+        H.eq(s2.get_json('/dicomweb/instances?SOPInstanceUID=' + sop), [], 'deleted')
+
+
+def test_series_of_another_study_refused():
+    """A SeriesInstanceUID already used by another study is refused
+    (0xA900), in turn and when both objects arrive together, before either
+    is answered: exactly one of each pair is stored, and nothing of the
+    other is left on disk."""
+    raw = open(os.path.join(H.CORPUS, 'charset/pydicom__chrX1.dcm'), 'rb').read()
+    s2 = H.Server('--access-log', 'false')
+    with s2:
+        a = _variant(raw, ROOT + '4.1', ROOT + '5.1', ROOT + '6.1')
+        b = _variant(raw, ROOT + '4.2', ROOT + '5.1', ROOT + '6.2')
+        H.eq(s2.stow([a])[0], 200, 'first study')
+        st, _, js = s2.stow([b])
+        H.eq(st, 409, 'the same series in another study')
+        H.eq(H.value(H.values(js, '00081198')[0], '00081197'), 0xA900, 'failure reason')
+        pairs = []
+        for k in range(12):
+            se = '%s5.2.%d' % (ROOT, k)
+            pairs.append([_variant(raw, '%s4.3.%d.%d' % (ROOT, k, j), se, '%s6.3.%d.%d' % (ROOT, k, j))
+                          for j in range(2)])
+        results = {}
+
+        def send(k, j, gate):
+            gate.wait()
+            results[(k, j)] = s2.stow([pairs[k][j]])[0]
+        for k in range(12):
+            gate = threading.Barrier(2)
+            ts = [threading.Thread(target=send, args=(k, j, gate)) for j in range(2)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            got = sorted([results[(k, 0)], results[(k, 1)]])
+            H.eq(got, [200, 409], 'pair %d: one stored, one refused' % k)
+            se = s2.get_json('/dicomweb/series?SeriesInstanceUID=%s5.2.%d' % (ROOT, k))
+            H.eq(len(se), 1, 'pair %d: one series' % k)
+            winner = 0 if results[(k, 0)] == 200 else 1
+            H.eq(H.value(se[0], '0020000D'), '%s4.3.%d.%d' % (ROOT, k, winner), 'its study')
+            H.eq(s2.get_json('/dicomweb/studies?StudyInstanceUID=%s4.3.%d.%d'
+                             % (ROOT, k, 1 - winner)), [], 'the refused study is absent')
+        stored = s2.get_json('/status')['instances']
+        files = sum(len(fs) for d, _, fs in os.walk(os.path.join(s2.data, 'objects')))
+        H.eq(stored, 13, 'stored')
+        H.eq(files, stored, 'no file of a refused object left')
+
+
+def test_sigterm_indexes_every_answered_instance():
+    """Rows still waiting for the committer when the server is stopped are
+    written before it exits: no recovery is needed at the next start."""
+    raw = open(os.path.join(H.CORPUS, 'charset/pydicom__chrX1.dcm'), 'rb').read()
+    s2 = H.Server('--access-log', 'false', keep=True)
+    s2.start()
+    parts = [_variant(raw, ROOT + '7.1', ROOT + '8.1', '%s9.%d' % (ROOT, i)) for i in range(40)]
+    done = []
+
+    def client(k):
+        for p in parts[k::4]:
+            done.append(s2.stow([p])[0])
+    ts = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    H.eq(s2.stop(), 0, 'stopped cleanly')
+    H.eq(done, [200] * 40, 'answered')
+    s3 = H.Server('--access-log', 'false', data=s2.data)
+    with s3:
+        H.eq(s3.get_json('/status')['instances'], 40, 'every answered instance indexed')
+        H.check('recovery' not in s3.read_log(), 'nothing left to recovery')
+    shutil_rm(s2.tmp)
+
+
+def shutil_rm(path):
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def test_reindex_reproduces_qido():
     s2 = H.Server()
     s2.start()
@@ -735,7 +872,9 @@ TESTS = [test_stow_whole_corpus, test_refused_reasons_name_the_problem,
          test_name_prefix_plans_agree, test_fuzzy_names_hanzi_and_pinyin, test_includefield_limit_offset_order, test_qido_errors,
          test_qido_xml, test_restow_is_idempotent, test_conflicting_object_refused_unless_overwrite,
          test_stow_to_study_url, test_stow_error_statuses, test_disk_full_503_and_reads_keep_working,
-         test_concurrent_uploads_into_one_study, test_stow_while_reading, test_reindex_reproduces_qido,
+         test_concurrent_uploads_into_one_study, test_stow_while_reading,
+         test_answered_is_visible_to_the_next_request, test_series_of_another_study_refused,
+         test_sigterm_indexes_every_answered_instance, test_reindex_reproduces_qido,
          test_answers_do_not_depend_on_arrival_order, test_access_log_has_no_patient_data, test_import_cli_summary, test_sigterm_stops_cleanly]
 
 if __name__ == '__main__':
