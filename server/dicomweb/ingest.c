@@ -477,7 +477,10 @@ static void enqueue(struct ingest *g, struct queued *q)
     *g->cq_tail = q;
     g->cq_tail = &q->next;
     g->cq_n++;
-    pthread_cond_broadcast(&g->cq_cond);
+    /* the committer is woken for its first row and for a full batch only
+     * (a wake-up per row cost the answer ~40 us here) */
+    if (g->cq_n == 1 || g->cq_n == GATHER_ROWS)
+        pthread_cond_broadcast(&g->cq_cond);
     pthread_mutex_unlock(&g->cq_lock);
 }
 
