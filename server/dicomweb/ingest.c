@@ -19,6 +19,7 @@
 #include "dicom/instance.h"
 #include "dicom/metablob.h"
 #include "dicomweb/ingest.h"
+#include "dicomweb/recover.h"
 #include "index/index.h"
 #include "store/store.h"
 #include "core/banned.h"
@@ -122,7 +123,12 @@ int ingest_new(struct store *s, struct index *ix, const struct ingest_opts *o,
         g->o = *o;
     pthread_mutex_init(&g->lock, NULL);
     pthread_cond_init(&g->cond, NULL);
-    pthread_cond_init(&g->leader_cond, NULL);
+    /* timed waits count on the monotonic clock: a step of the wall clock
+     * must not stretch them */
+    pthread_condattr_t mono;
+    pthread_condattr_init(&mono);
+    pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
+    pthread_cond_init(&g->leader_cond, &mono);
     g->queue_tail = &g->queue;
     pthread_mutex_init(&g->jobs_lock, NULL);
     pthread_cond_init(&g->jobs_cond, NULL);
@@ -133,7 +139,8 @@ int ingest_new(struct store *s, struct index *ix, const struct ingest_opts *o,
     if (!g->syncer_started)
         log_warn("ingest: no directory syncer thread; group commits sync first");
     pthread_mutex_init(&g->cq_lock, NULL);
-    pthread_cond_init(&g->cq_cond, NULL);
+    pthread_cond_init(&g->cq_cond, &mono);
+    pthread_condattr_destroy(&mono);
     pthread_cond_init(&g->visible_cond, NULL);
     g->cq_tail = &g->cq;
     if (g->o.ack_when_durable) {
@@ -348,7 +355,7 @@ static int index_submit(struct ingest *g, const struct index_put *put, bool sync
              * already durable (one flush) commits at once, since its
              * commit syncs nothing */
             struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
+            clock_gettime(CLOCK_MONOTONIC, &until);
             until.tv_nsec += GC_WAIT_MS * 1000000L;
             if (until.tv_nsec >= 1000000000L) {
                 until.tv_sec++;
@@ -466,11 +473,23 @@ static int hold_series(struct ingest *g, struct queued *q, const struct inst *in
 
 /* Hands q (durable, answered next) to the committer; waits while
  * QUEUED_MAX rows are waiting. */
+static void commit_queued(struct ingest *g, struct queued *batch, size_t n);
+
 static void enqueue(struct ingest *g, struct queued *q)
 {
     pthread_mutex_lock(&g->cq_lock);
     while (g->cq_n >= QUEUED_MAX && !g->committer_stop)
         pthread_cond_wait(&g->cq_cond, &g->cq_lock);
+    if (g->committer_stop) {
+        /* stopping (every request has ended by then): written in turn */
+        pthread_mutex_unlock(&g->cq_lock);
+        q->next = NULL;
+        commit_queued(g, q, 1);
+        unhold(g, q);
+        inflight_release(g, q->in.sop_uid);
+        queued_free(q);
+        return;
+    }
     q->seq = atomic_load(&g->acked) + 1;
     atomic_store(&g->acked, q->seq);
     q->next = NULL;
@@ -485,11 +504,15 @@ static void enqueue(struct ingest *g, struct queued *q)
 }
 
 /* Writes the rows of a batch of queued objects: one transaction, and when
- * it fails each row alone. A row that cannot be written is logged: its
- * object is durable and was answered, and recovery indexes it at the next
- * start (recover.h walks the recent folders for files the index lacks). */
+ * it fails each row alone, again after 0.05, 0.2, 1 and 3 s while the
+ * error may pass (a busy or failing index; a series already in another
+ * study cannot). A row still not written is logged and its path noted for
+ * the next start's recovery (recover_note_unindexed): its object is
+ * durable and was answered. The rows' SOP Instance UIDs stay locked and
+ * reads keep waiting meanwhile. */
 static void commit_queued(struct ingest *g, struct queued *batch, size_t n)
 {
+    static const unsigned retry_ms[] = {50, 200, 1000, 3000};
     struct index_put *items = malloc(n * sizeof(*items));
     int *res = malloc(n * sizeof(*res));
     int r = -ENOMEM;
@@ -502,15 +525,22 @@ static void commit_queued(struct ingest *g, struct queued *batch, size_t n)
     k = 0;
     for (struct queued *q = batch; q; q = q->next, k++) {
         int e = r < 0 ? r : res[k];
-        if (r < 0) {
+        /* alone at once, then after each pause */
+        for (unsigned t = 0; e < 0 && e != -EEXIST && t <= YY_ARRAY_LEN(retry_ms); t++) {
+            if (t > 0)
+                usleep(retry_ms[t - 1] * 1000u);
             int one = 0;
             e = index_put_many(g->ix, &q->put, 1, &one, NULL, NULL);
             e = e < 0 ? e : one;
         }
-        if (e < 0)
+        if (e < 0) {
+            int nr = recover_note_unindexed(g->store, q->rel);
             log_error("ingest: %s was stored and answered but its index row could not be "
-                      "written (%s); it is indexed at the next start",
-                      q->rel, strerror(-e));
+                      "written (%s); %s",
+                      q->rel, strerror(-e),
+                      nr == 0 ? "noted for the next start's recovery"
+                              : "and could not be noted either: `yingyun reindex` indexes it");
+        }
     }
     free(items);
     free(res);
@@ -529,7 +559,7 @@ static void *committer_main(void *arg)
          * leaves) and the commit: a few gather for up to GATHER_US, unless
          * a request is waiting to see them */
         struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
+        clock_gettime(CLOCK_MONOTONIC, &until);
         until.tv_nsec += GATHER_US * 1000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
@@ -792,6 +822,9 @@ int ingest_tmp(struct ingest *g, struct store_tmp *t, const char *expected_study
         goto out;
     }
     if (q && next == STORE_SYNC_FILE) {
+        pthread_mutex_lock(&g->lock);
+        syncing_done(g); /* out of the file-sync stage (index_submit's) */
+        pthread_mutex_unlock(&g->lock);
         json_out_release(&in.json); /* in the metadata blob now */
         q->in = in;
         memset(&in, 0, sizeof(in));

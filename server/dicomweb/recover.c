@@ -2,10 +2,13 @@
 #include "core/common.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "core/log.h"
 #include "dicomweb/ingest.h"
@@ -121,6 +124,86 @@ static int check_file(void *ctx, const char *rel)
     return r == -ENOSPC || r == -ENOMEM ? r : 0;
 }
 
+#define NOTE_NAME "unindexed"
+#define NOTE_MAX (4u << 20) /* bytes of it read at a start */
+
+static void note_path(struct store *s, char out[4200])
+{
+    snprintf(out, 4200, "%s/" NOTE_NAME, store_dir(s));
+}
+
+static int sync_data_dir(struct store *s)
+{
+    int d = open(store_dir(s), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (d < 0)
+        return -errno;
+    int r = fsync(d) < 0 ? -errno : 0;
+    close(d);
+    return r;
+}
+
+int recover_note_unindexed(struct store *s, const char *rel)
+{
+    struct key k;
+    if (!key_of(rel, &k))
+        return -EINVAL;
+    char p[4200];
+    note_path(s, p);
+    int fd = open(p, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -errno;
+    char line[STORE_REL_MAX + 2];
+    int n = snprintf(line, sizeof(line), "%s\n", rel);
+    int r = 0;
+    if (n < 0 || (size_t)n >= sizeof(line) || write(fd, line, (size_t)n) != n ||
+        fdatasync(fd) < 0)
+        r = -EIO;
+    close(fd);
+    return r == 0 ? sync_data_dir(s) : r;
+}
+
+/* Indexes the objects named in <data>/unindexed; removes it when none
+ * failed (a failure is logged and tried again at the next start). */
+static int recover_noted(struct store *s, struct ingest *g, struct recover_stats *st)
+{
+    char p[4200];
+    note_path(s, p);
+    FILE *f = fopen(p, "re");
+    if (!f)
+        return errno == ENOENT ? 0 : -errno;
+    char line[256];
+    size_t read_bytes = 0;
+    bool keep = false;
+    int r = 0;
+    while (r == 0 && read_bytes < NOTE_MAX && fgets(line, sizeof(line), f)) {
+        read_bytes += strlen(line);
+        line[strcspn(line, "\n")] = 0;
+        struct key k;
+        if (!key_of(line, &k)) {
+            if (line[0])
+                log_warn("recovery: %s: not an object path: %.80s", p, line);
+            continue;
+        }
+        struct ingest_result res;
+        int e = ingest_recover(g, line, &res);
+        if (res.outcome == INGEST_STORED) {
+            st->indexed++;
+            log_warn("recovery: %s was answered but its index row was lost: indexed", line);
+        } else if (res.outcome == INGEST_FAILED) {
+            st->failed++;
+            keep = true;
+            log_error("recovery: %s could not be indexed: %s", line, res.reason);
+        }
+        if (e == -ENOSPC || e == -ENOMEM)
+            r = e;
+    }
+    keep = keep || r < 0 || !feof(f);
+    fclose(f);
+    if (!keep && unlink(p) == 0)
+        (void)sync_data_dir(s);
+    return r;
+}
+
 int recover_recent(struct store *s, struct index *ix, struct ingest *g, struct recover_stats *st)
 {
     memset(st, 0, sizeof(*st));
@@ -151,5 +234,6 @@ int recover_recent(struct store *s, struct index *ix, struct ingest *g, struct r
     free(ks.v);
     if (r == -ENOENT)
         r = 0; /* no objects folder yet */
-    return r;
+    int rn = recover_noted(s, g, st);
+    return r < 0 ? r : rn;
 }

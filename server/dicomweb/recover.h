@@ -24,7 +24,15 @@ struct recover_stats {
     unsigned long failed;   /* could not be indexed (logged) */
 };
 
-/* Returns 0 or a negative errno (index or store unreadable). */
+/* Returns 0 or a negative errno (index or store unreadable). It also
+ * indexes the objects named in <data>/unindexed (below) and removes that
+ * file once none of them failed. */
 int recover_recent(struct store *s, struct index *ix, struct ingest *g, struct recover_stats *st);
+
+/* An object that was answered and is durable but whose index row could
+ * not be written (ingest.h, ack_when_durable) is named in <data>/unindexed
+ * (appended, synced), so that the next start indexes it however old its
+ * folder is by then. Returns 0 or a negative errno. */
+int recover_note_unindexed(struct store *s, const char *rel);
 
 #endif

@@ -62,8 +62,8 @@ static const struct route g_routes[] = {
     /* service */
     {"/status", service_status, NULL, NULL, NULL, NULL, GET_ONLY},
     /* the viewer (static files) */
-    {"/", web_get, NULL, NULL, NULL, NULL, GET_ONLY},
-    {"/{file*}", web_get, NULL, NULL, NULL, NULL, GET_ONLY},
+    {"/", web_get, NULL, NULL, NULL, NULL, GET_ONLY, true},
+    {"/{file*}", web_get, NULL, NULL, NULL, NULL, GET_ONLY, true},
 };
 /* clang-format on */
 

@@ -20,6 +20,8 @@ struct route {
     upload_fn post_data;   /* POST: a chunk of body */
     handler_fn post_end;   /* POST: body complete */
     const char *allow;     /* Allow header value */
+    bool no_index;         /* never reads the index (static files): its GETs
+                              need not wait for rows being committed */
 };
 
 /* Splits raw_path into decoded segments and matches the table.

@@ -628,7 +628,8 @@ static int start(struct req *r, const char *method)
     case HTTP_GET:
     case HTTP_HEAD:
         /* every object answered before this request is in the index */
-        ingest_wait_visible(r->app->ingest);
+        if (!r->route->no_index)
+            ingest_wait_visible(r->app->ingest);
         return r->route->get(r);
     case HTTP_DELETE:
         ingest_wait_visible(r->app->ingest);

@@ -398,10 +398,51 @@ def test_recovery_never_replaces_an_indexed_object():
         s.cleanup()
 
 
+def test_noted_objects_are_indexed():
+    """An answered object whose index row could not be written is named in
+    <data>/unindexed (recover.h); the next start indexes it however old its
+    folder is (beyond the folders recovery walks), skips lines that are not
+    object paths, and removes the note once done."""
+    gen = Generator()
+    s = H.Server('--log-level', 'info')
+    s.start()
+    try:
+        batch = [gen.next() for _ in range(3)]
+        H.eq(s.stow([d for _, d in batch])[0], 200, 'STOW')
+        sop, data = batch[1]
+        s.stop()
+        db = sqlite3.connect(os.path.join(s.data, 'index.db'))
+        db.execute('PRAGMA foreign_keys = ON')
+        rel = db.execute('SELECT rel_path FROM instance WHERE sop_uid = ?', (sop,)).fetchone()[0]
+        db.execute('DELETE FROM instance WHERE sop_uid = ?', (sop,))
+        db.commit()
+        db.close()
+        old = 'objects/20200101/' + rel.split('/')[2]
+        os.makedirs(os.path.join(s.data, 'objects', '20200101'))
+        os.rename(os.path.join(s.data, rel), os.path.join(s.data, old))
+        s.start()
+        H.check(sop not in listed(s), 'a folder of 2020 is not walked at start')
+        s.stop()
+        note = os.path.join(s.data, 'unindexed')
+        with open(note, 'w') as f:
+            f.write('../../etc/passwd\n' + old + '\n')
+        s.start()
+        got = listed(s)
+        H.eq(set(got), {u for u, _ in batch}, 'the noted object is indexed')
+        H.eq(sha(retrieve(s, got[sop])), sha(data), 'byte-identical')
+        H.check(not os.path.exists(note), 'the note is removed')
+        log = s.read_log()
+        H.check('its index row was lost: indexed' in log, 'logged')
+        H.check('not an object path' in log, 'the other line refused')
+    finally:
+        s.cleanup()
+
+
 if __name__ == '__main__':
     sys.exit(H.run([test_lost_index_commits_are_recovered,
                     test_every_commit_lost,
                     test_torn_object_is_set_aside,
                     test_recovery_reads_recent_folders_only,
                     test_recovery_never_replaces_an_indexed_object,
+                    test_noted_objects_are_indexed,
                     test_sigkill_during_concurrent_stow]))
