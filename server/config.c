@@ -38,6 +38,7 @@ static const struct key g_keys[] = {
     BOOL(direct_io, "true", "write received objects with O_DIRECT (not through the page cache; falls back where the file system refuses it)"),
     BOOL(one_flush, "true", "make a new object durable with one flush where the file system allows it (ext4, XFS): linked first, then one fsync, a CRC-32 in its inode for recovery; off: two flushes (file, then folder)"),
     BOOL(index_before_ack, "false", "answer a STOW only after the new object's index row is committed; off: answered once the object is durable, its row committed right after by a thread of its own, and every later request waits for it (one atomic read when nothing waits)"),
+    UINT(index_gather_ms, "10", "with index_before_ack off: how long answered objects' rows may wait to be written together (at most 32 or 64 at once; a read makes them written at once; 0-60000)"),
     BOOL(access_log, "true", "write one access-log line per request on stderr"),
     UINT(max_connections, "256", "concurrent HTTP connections"),
     UINT(connection_timeout_s, "30", "seconds after which an idle or stalled connection is closed"),

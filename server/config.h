@@ -24,6 +24,7 @@ struct config {
     bool direct_io;            /* received objects written with O_DIRECT */
     bool one_flush;            /* one fsync per new object where possible */
     bool index_before_ack;     /* STOW answered after the row commit, not when durable */
+    unsigned index_gather_ms;  /* rows of answered objects gathered this long */
     bool access_log;           /* one line per request on stderr */
     unsigned max_connections;  /* concurrent HTTP connections */
     unsigned connection_timeout_s; /* idle / slow connection timeout */

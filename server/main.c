@@ -80,7 +80,8 @@ static int open_app(struct app *app, bool for_server)
         log_error("%s", err);
         return r;
     }
-    struct ingest_opts o = {app->cfg.overwrite, for_server && !app->cfg.index_before_ack};
+    struct ingest_opts o = {app->cfg.overwrite, for_server && !app->cfg.index_before_ack,
+                            app->cfg.index_gather_ms > 60000 ? 60000 : app->cfg.index_gather_ms};
     r = ingest_new(app->store, app->index, &o, &app->ingest);
     if (r < 0)
         return r;

@@ -28,8 +28,8 @@
 #define GC_WAIT_MS 3 /* longest wait of a group commit for objects being synced */
 #define WORKERS_MAX 16 /* background ingest threads (4 requests x 4 parts at a time) */
 #define QUEUED_MAX 64 /* answered objects waiting for the committer (~40-200 KB each) */
-#define GATHER_ROWS 32 /* the committer writes at once from this many rows */
-#define GATHER_US 10000 /* else it waits this long for more (not when a read waits) */
+#define GATHER_ROWS 32 /* the committer writes at once from this many rows, else
+                          after opts.gather_ms (at once when a read waits) */
 
 struct batch_job;
 
@@ -426,6 +426,17 @@ static void queued_free(struct queued *q)
     free(q);
 }
 
+static void unhold(struct ingest *g, struct queued *q);
+
+/* After q's row was written (or given up): its series and SOP Instance
+ * UID are let go, and q freed. */
+static void retire(struct ingest *g, struct queued *q)
+{
+    unhold(g, q);
+    inflight_release(g, q->in.sop_uid);
+    queued_free(q);
+}
+
 static void unhold(struct ingest *g, struct queued *q)
 {
     pthread_mutex_lock(&g->lock);
@@ -485,9 +496,7 @@ static void enqueue(struct ingest *g, struct queued *q)
         pthread_mutex_unlock(&g->cq_lock);
         q->next = NULL;
         commit_queued(g, q, 1);
-        unhold(g, q);
-        inflight_release(g, q->in.sop_uid);
-        queued_free(q);
+        retire(g, q);
         return;
     }
     q->seq = atomic_load(&g->acked) + 1;
@@ -556,11 +565,12 @@ static void *committer_main(void *arg)
         if (!g->cq)
             break; /* stopping, every row written */
         /* rows written together share their pages (series, study, index
-         * leaves) and the commit: a few gather for up to GATHER_US, unless
-         * a request is waiting to see them */
+         * leaves) and the commit: a few gather for up to gather_ms,
+         * unless a request is waiting to see them */
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
-        until.tv_nsec += GATHER_US * 1000L;
+        until.tv_sec += g->o.gather_ms / 1000;
+        until.tv_nsec += (long)(g->o.gather_ms % 1000) * 1000000L;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
@@ -580,9 +590,7 @@ static void *committer_main(void *arg)
         for (struct queued *q = batch; q;) {
             struct queued *next = q->next;
             last = q->seq;
-            unhold(g, q);
-            inflight_release(g, q->in.sop_uid);
-            queued_free(q);
+            retire(g, q);
             q = next;
         }
         pthread_mutex_lock(&g->cq_lock);

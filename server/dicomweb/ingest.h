@@ -52,6 +52,9 @@ struct ingest_opts {
      * writes its index row right after, and ingest_wait_visible() lets
      * every later read see it (see below) */
     bool ack_when_durable;
+    /* ... and the committer gathers their rows this long (ms), unless 32
+     * wait or a read waits for them */
+    unsigned gather_ms;
 };
 
 struct ingest;

@@ -132,16 +132,6 @@ static void note_path(struct store *s, char out[4200])
     snprintf(out, 4200, "%s/" NOTE_NAME, store_dir(s));
 }
 
-static int sync_data_dir(struct store *s)
-{
-    int d = open(store_dir(s), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (d < 0)
-        return -errno;
-    int r = fsync(d) < 0 ? -errno : 0;
-    close(d);
-    return r;
-}
-
 int recover_note_unindexed(struct store *s, const char *rel)
 {
     struct key k;
@@ -159,7 +149,7 @@ int recover_note_unindexed(struct store *s, const char *rel)
         fdatasync(fd) < 0)
         r = -EIO;
     close(fd);
-    return r == 0 ? sync_data_dir(s) : r;
+    return r == 0 ? store_sync_dir(s, NOTE_NAME) : r; /* its entry, when new */
 }
 
 /* Indexes the objects named in <data>/unindexed; removes it when none
@@ -200,7 +190,7 @@ static int recover_noted(struct store *s, struct ingest *g, struct recover_stats
     keep = keep || r < 0 || !feof(f);
     fclose(f);
     if (!keep && unlink(p) == 0)
-        (void)sync_data_dir(s);
+        (void)store_sync_dir(s, NOTE_NAME);
     return r;
 }
 

@@ -591,7 +591,8 @@ bool store_syncs_fs(struct store *s)
     return s->sync_fs;
 }
 
-/* The directory part of a relative object path ("objects/20261130"). */
+/* The directory part of a relative path ("objects/20261130"; "." for a
+ * name in the data folder itself). */
 static void rel_dir(const char *rel, char out[STORE_REL_MAX])
 {
     const char *slash = strrchr(rel, '/');
@@ -600,6 +601,8 @@ static void rel_dir(const char *rel, char out[STORE_REL_MAX])
         n = STORE_REL_MAX - 1;
     memcpy(out, rel, n);
     out[n] = 0;
+    if (n == 0)
+        snprintf(out, STORE_REL_MAX, ".");
 }
 
 /* Makes objects/<day> exist with a durable entry in objects/. */

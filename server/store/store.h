@@ -137,6 +137,8 @@ enum store_sync { STORE_SYNC_FILE, STORE_SYNC_DIR };
 int store_commit_start(struct store *s, struct store_tmp *t, const char *sop_uid,
                        const char *keep, char rel[STORE_REL_MAX], enum store_sync *next);
 int store_commit_finish(struct store *s, struct store_tmp *t, const char *rel);
+/* Makes the entries of rel's folder durable (rel relative to the data
+ * folder: an object's path, or a name in the data folder itself). */
 int store_sync_dir(struct store *s, const char *rel);
 
 

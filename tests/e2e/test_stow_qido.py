@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -654,7 +655,9 @@ def test_answered_is_visible_to_the_next_request():
                            '%s3.%d.%d' % (ROOT, k, i))
             mine.append((st, se, sop, _variant(raw, st, se, sop)))
         work.append(mine)
-    s2 = H.Server('--access-log', 'false')
+    # rows gathered for up to 2 s: without the wait for them, every read
+    # below would come before its object's row
+    s2 = H.Server('--access-log', 'false', '--index-gather-ms', '2000')
     with s2:
         failures = []
 
@@ -735,14 +738,21 @@ def test_sigterm_indexes_every_answered_instance():
     """Rows still waiting for the committer when the server is stopped are
     written before it exits: no recovery is needed at the next start."""
     raw = open(os.path.join(H.CORPUS, 'charset/pydicom__chrX1.dcm'), 'rb').read()
-    s2 = H.Server('--access-log', 'false', keep=True)
+    # rows gathered for 5 s: those of the last 8 answers (40 = 32 + 8) are
+    # certainly still queued when the signal comes
+    s2 = H.Server('--access-log', 'false', '--index-gather-ms', '5000', keep=True)
     s2.start()
     parts = [_variant(raw, ROOT + '7.1', ROOT + '8.1', '%s9.%d' % (ROOT, i)) for i in range(40)]
     done = []
+    lock = threading.Lock()
 
     def client(k):
         for p in parts[k::4]:
-            done.append(s2.stow([p])[0])
+            st = s2.stow([p])[0]
+            with lock:
+                done.append(st)
+                if len(done) == len(parts):
+                    s2.proc.send_signal(signal.SIGTERM)
     ts = [threading.Thread(target=client, args=(k,)) for k in range(4)]
     for t in ts:
         t.start()
